@@ -1,0 +1,57 @@
+"""Convection's wire contracts: every message that crosses the broker, as pydantic models.
+
+Pure data, no I/O. Import modules qualified: `from contracts import ro` then `ro.DeployVdus`.
+"""
+
+from contracts import actions, lcm, ro, topology, vim
+from contracts.actions import Action, Catalogue, Result, UnknownAction
+from contracts.base import SCHEMA_VERSION, ErrorInfo, Message, Model, UtcDatetime, new_id, utc_now
+from contracts.messages import MAX_MESSAGE_BYTES, AnyMessage, BadMessage, decode, encode
+from contracts.saga import (
+    TERMINAL_STATUSES,
+    CancelSaga,
+    SagaEvent,
+    SagaStatus,
+    StartSaga,
+    WakeSaga,
+)
+from contracts.steps import Command, Outcome, Progress, Reply, reply_to
+
+CATALOGUE = Catalogue(vim.ACTIONS + ro.ACTIONS + lcm.ACTIONS)
+"""Every action of every participant service, by name."""
+
+__all__ = [
+    "CATALOGUE",
+    "MAX_MESSAGE_BYTES",
+    "SCHEMA_VERSION",
+    "TERMINAL_STATUSES",
+    "Action",
+    "AnyMessage",
+    "BadMessage",
+    "CancelSaga",
+    "Catalogue",
+    "Command",
+    "ErrorInfo",
+    "Message",
+    "Model",
+    "Outcome",
+    "Progress",
+    "Reply",
+    "Result",
+    "SagaEvent",
+    "SagaStatus",
+    "StartSaga",
+    "UnknownAction",
+    "UtcDatetime",
+    "WakeSaga",
+    "actions",
+    "decode",
+    "encode",
+    "lcm",
+    "new_id",
+    "reply_to",
+    "ro",
+    "topology",
+    "utc_now",
+    "vim",
+]

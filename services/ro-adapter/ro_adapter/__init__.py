@@ -1,0 +1,1 @@
+"""ro_adapter package."""

@@ -1,0 +1,1 @@
+"""convection package."""
