@@ -24,6 +24,8 @@ class Command(Message):
     idempotency_key: str = Field(min_length=1, max_length=300)
     """Stable across attempts and redeliveries: passed on to the system the step changes."""
     deadline: UtcDatetime | None = None
+    undoes_key: str | None = Field(default=None, max_length=300)
+    """On a compensation: the idempotency key of the step it undoes, to find what that did."""
     service: Name
     action: str = Field(min_length=1, max_length=100)
     payload: JsonObject

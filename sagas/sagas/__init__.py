@@ -1,1 +1,57 @@
-"""sagas package."""
+"""Convection saga definitions: the DSL and the OSM operations. Pure: no I/O."""
+
+from sagas import ns, vim_account
+from sagas.dsl import (
+    DEFAULT_COMPENSATION_RETRY,
+    DEFAULT_RETRY,
+    BuildContext,
+    ForEach,
+    LockPolicy,
+    Parallel,
+    PlannedStep,
+    Registry,
+    RetryPolicy,
+    Saga,
+    SagaDefinitionError,
+    Stage,
+    Step,
+    StepKind,
+    UndeclaredResultError,
+)
+
+OSM_SAGAS = (
+    vim_account.create_vim_account,
+    vim_account.delete_vim_account,
+    ns.instantiate_ns,
+    ns.scale_out_ns,
+    ns.terminate_ns,
+)
+"""Every OSM saga type."""
+
+
+def osm_registry() -> Registry:
+    """Return a registry of the OSM saga types."""
+    return Registry(OSM_SAGAS)
+
+
+__all__ = [
+    "DEFAULT_COMPENSATION_RETRY",
+    "DEFAULT_RETRY",
+    "OSM_SAGAS",
+    "BuildContext",
+    "ForEach",
+    "LockPolicy",
+    "Parallel",
+    "PlannedStep",
+    "Registry",
+    "RetryPolicy",
+    "Saga",
+    "SagaDefinitionError",
+    "Stage",
+    "Step",
+    "StepKind",
+    "UndeclaredResultError",
+    "ns",
+    "osm_registry",
+    "vim_account",
+]

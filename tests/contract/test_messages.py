@@ -61,7 +61,10 @@ def test_unknown_fields_are_refused() -> None:
 def test_datetimes_are_utc_and_naive_ones_refused() -> None:
     plus_two = timezone(timedelta(hours=2))
     event = contracts.SagaEvent(
-        saga_id="s", saga_type="t", status=contracts.SagaStatus.RUNNING, at=datetime(2026, 1, 1, 12, tzinfo=plus_two)
+        saga_id="s",
+        saga_type="t",
+        status=contracts.SagaStatus.RUNNING,
+        at=datetime(2026, 1, 1, 12, tzinfo=plus_two),
     )
     assert event.at.utcoffset() == timedelta(0)
     assert event.at.hour == 10

@@ -1,0 +1,70 @@
+"""VIM account sagas: create (validate, then register) and delete."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from contracts import vim
+from contracts.base import Identifier
+from sagas.dsl import BuildContext, LockPolicy, Saga, Step, StepKind
+
+
+class VimAccountDeleteInput(BaseModel):
+    """Input of vim-account.delete."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    vim_account_id: Identifier
+
+
+def _validate(ctx: BuildContext[vim.VimAccountSpec]) -> vim.ValidateCredentials:
+    return vim.ValidateCredentials(vim_type=ctx.input.vim_type, credentials=ctx.input.credentials)
+
+
+def _register(ctx: BuildContext[vim.VimAccountSpec]) -> vim.RegisterAccount:
+    return vim.RegisterAccount(account=ctx.input)
+
+
+def _deregister(ctx: BuildContext[VimAccountDeleteInput]) -> vim.DeregisterAccount:
+    return vim.DeregisterAccount(vim_account_id=ctx.input.vim_account_id)
+
+
+def _account(data: Any) -> list[str]:
+    return [f"vim:{data.vim_account_id}"]
+
+
+create_vim_account: Saga[vim.VimAccountSpec] = Saga(
+    "vim-account.create",
+    input=vim.VimAccountSpec,
+    description="Validate a VIM account's credentials against the VIM, then register it.",
+    stages=(
+        Step(
+            "validate",
+            vim.ValidateCredentials,
+            _validate,
+            kind=StepKind.QUERY,
+            timeout=timedelta(seconds=30),
+        ),
+        Step(
+            "register",
+            vim.RegisterAccount,
+            _register,
+            kind=StepKind.PIVOT,
+            timeout=timedelta(seconds=30),
+        ),
+    ),
+    resources=_account,
+    lock_policy=LockPolicy.REJECT,
+)
+"""vim-account.create: a second create of the same account while one runs is rejected."""
+
+delete_vim_account: Saga[VimAccountDeleteInput] = Saga(
+    "vim-account.delete",
+    input=VimAccountDeleteInput,
+    description="Deregister a VIM account.",
+    stages=(Step("deregister", vim.DeregisterAccount, _deregister, kind=StepKind.RETRIABLE),),
+    resources=_account,
+)
+"""vim-account.delete: waits its turn behind other sagas on the same account."""

@@ -1,0 +1,40 @@
+"""Choose a transport by URL: `amqp://` and `amqps://` for RabbitMQ, `memory://` in-process."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from contracts.topology import Topology
+from convection.transport.amqp import AmqpTransport
+from convection.transport.base import Transport
+from convection.transport.memory import MemoryBroker, MemoryTransport
+
+
+def open_transport(
+    url: str,
+    topology: Topology,
+    *,
+    memory_broker: MemoryBroker | None = None,
+    publish_timeout: float = 5.0,
+) -> Transport:
+    """Return an unconnected transport for `url`; `connect()` it or use `async with`.
+
+    Args:
+        url: `amqp://user:password@host:port/vhost` (or `amqps://`), or `memory://`.
+        topology: What `connect()` declares.
+        memory_broker: The in-process broker a `memory://` transport uses; the
+            components of one process share it, so it is passed, never global.
+        publish_timeout: Seconds one publish attempt may wait for its confirmation.
+
+    Raises:
+        ValueError: The scheme is unknown, or `memory://` comes without a broker.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("amqp", "amqps"):
+        return AmqpTransport(url, topology, publish_timeout=publish_timeout)
+    if scheme == "memory":
+        if memory_broker is None:
+            raise ValueError("a memory:// transport needs memory_broker=MemoryBroker()")
+        return MemoryTransport(memory_broker, topology)
+    # Never echo the URL: it may carry a password.
+    raise ValueError(f"unsupported transport URL scheme {scheme!r}")

@@ -1,0 +1,52 @@
+"""`python -m vim_sim`: serve until SIGTERM or SIGINT, then exit 0.
+
+Settings come from the environment (see `vim_sim.settings`); invalid settings exit 2 with a
+message naming each bad setting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from sqlalchemy.engine import make_url
+
+from vim_sim.errors import SettingsError
+from vim_sim.runner import VimSimulator
+from vim_sim.settings import VimSimSettings, load_settings
+
+_log = logging.getLogger("vim_sim")
+
+
+async def serve(settings: VimSimSettings) -> None:
+    """Run a simulator until the process is asked to stop."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    async with VimSimulator(settings) as simulator:
+        _log.info("vim-sim listening on %s (database %s)", simulator.url, _safe(settings.db_url))
+        await stop.wait()
+        _log.info("vim-sim stopping")
+
+
+def _safe(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> int:
+    """Entry point; returns the process exit code."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        _log.error("%s", exc)
+        return 2
+    asyncio.run(serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
