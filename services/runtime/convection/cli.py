@@ -1,25 +1,52 @@
-"""The `convection` command line: the entry point that later commands are added to."""
+"""The `convection` command line.
+
+The runtime does not import the services (dependencies point one way), so each installed
+service adds its commands through the `convection.commands` entry-point group: the entry
+point is a function that takes the root typer app and registers commands on it.
+"""
 
 from __future__ import annotations
 
+import logging
+from importlib.metadata import entry_points
+from importlib.metadata import version as dist_version
+
 import typer
 
-app = typer.Typer(
-    name="convection",
-    help="Convection: a saga coordinator for microservices.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+COMMANDS_GROUP = "convection.commands"
+"""Entry-point group through which services add subcommands."""
+
+_log = logging.getLogger(__name__)
 
 
-@app.command()
-def version() -> None:
-    """Print the installed version of Convection."""
-    from importlib.metadata import version as dist_version
+def build_app() -> typer.Typer:
+    """Return the root app with every installed service's commands registered."""
+    app = typer.Typer(
+        name="convection",
+        help="Convection: a saga coordinator for microservices.",
+        no_args_is_help=True,
+        add_completion=False,
+    )
 
-    typer.echo(dist_version("convection"))
+    @app.callback()
+    def _root() -> None:
+        """Convection: a saga coordinator for microservices."""
+
+    @app.command()
+    def version() -> None:
+        """Print the installed version of Convection."""
+        typer.echo(dist_version("convection"))
+
+    for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
+        try:
+            register = ep.load()
+        except ImportError as exc:  # a broken service must not take the whole CLI down
+            _log.warning("commands of %s are unavailable: %s", ep.name, exc)
+            continue
+        register(app)
+    return app
 
 
 def main() -> None:
     """Run the `convection` command."""
-    app()
+    build_app()()
