@@ -37,6 +37,18 @@ def build_app() -> typer.Typer:
         """Print the installed version of Convection."""
         typer.echo(dist_version("convection"))
 
+    @app.command()
+    def health(
+        file: str = typer.Option(..., help="The heartbeat file the service touches."),
+        max_age: float = typer.Option(30.0, help="Seconds after which the file is stale."),
+    ) -> None:
+        """Exit 0 if a service's heartbeat file is fresh, 1 if not (for container health)."""
+        from convection.health import check
+
+        ok, why = check(file, max_age)
+        typer.echo(why)
+        raise typer.Exit(0 if ok else 1)
+
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         try:
             register = ep.load()
