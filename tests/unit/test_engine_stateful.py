@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
@@ -273,9 +274,10 @@ class SagaMachine(RuleBasedStateMachine):
 
 
 SagaMachine.TestCase.settings = settings(
-    max_examples=300,
-    stateful_step_count=60,
+    max_examples=200,
+    stateful_step_count=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-test_engine_state_machine = SagaMachine.TestCase
+# Thorough, so slow on a loaded machine: its own time limit instead of the suite's default.
+test_engine_state_machine = pytest.mark.timeout(900)(SagaMachine.TestCase)

@@ -799,12 +799,19 @@ def _on_cancel(tx: _Tx, event: CancelRequested) -> None:
     if tx.committed():
         tx.refuse("the saga has passed its pivot and will finish")
         return
+    if status is S.PENDING and tx.state.phase == "compensation":
+        tx.refuse("the saga is already compensating (it waits for its resources to go on)")
+        return
     tx.state = tx.state.model_copy(
         update={"cancel_reason": event.reason, "cancelled_by": event.requested_by}
     )
     tx.log("saga.cancel_requested", detail={"reason": event.reason})
     if status is S.PENDING:
-        tx.saga_status(S.CANCELLED, reason="cancelled while waiting for its resources")
+        if any(tx.needs_compensation(s) for s in tx.steps.values()):
+            # Undoing needs the resources: stay in line, compensate once they are granted.
+            tx.state = tx.state.model_copy(update={"phase": "compensation"})
+        else:
+            tx.saga_status(S.CANCELLED, reason="cancelled while waiting for its resources")
         return
     tx.begin_compensation()
 
@@ -835,11 +842,17 @@ def _on_saga_timeout(tx: _Tx, event: SagaTimedOut) -> None:
         tx.ignore("no saga deadline due")
         return
     error = ErrorInfo(code="saga_timeout", message="the saga's deadline passed")
-    if status is S.PENDING:
+    # A deadline fires once: clearing it keeps the timers from raising it again.
+    tx.state = tx.state.model_copy(update={"deadline": None})
+    undoing = status is S.COMPENSATING or tx.state.phase == "compensation"
+    if undoing or tx.committed():
+        tx.log("saga.deadline_passed", detail={"action": "none: it must finish"})
+    elif status is S.PENDING and any(tx.needs_compensation(s) for s in tx.steps.values()):
+        tx.state = tx.state.model_copy(update={"error": error, "phase": "compensation"})
+        tx.log("saga.deadline_passed", detail={"action": "compensate once resources are granted"})
+    elif status is S.PENDING:
         tx.state = tx.state.model_copy(update={"error": error})
         tx.saga_status(S.FAILED, reason="deadline passed while waiting for resources")
-    elif status is S.COMPENSATING or tx.committed():
-        tx.log("saga.deadline_passed", detail={"action": "none: it must finish"})
     else:
         tx.state = tx.state.model_copy(update={"error": error})
         tx.begin_compensation()

@@ -13,6 +13,8 @@ from importlib.metadata import version as dist_version
 
 import typer
 
+from convection import operator_cli
+
 COMMANDS_GROUP = "convection.commands"
 """Entry-point group through which services add subcommands."""
 
@@ -48,6 +50,8 @@ def build_app() -> typer.Typer:
         ok, why = check(file, max_age)
         typer.echo(why)
         raise typer.Exit(0 if ok else 1)
+
+    operator_cli.register(app)
 
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         try:
