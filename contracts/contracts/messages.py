@@ -6,6 +6,7 @@ consumer puts in the dead-letter header: the message is kept, with why it was re
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Annotated, Any
 
@@ -68,6 +69,10 @@ def decode(body: bytes, *, max_bytes: int = MAX_MESSAGE_BYTES) -> AnyMessage:
             "unsupported_schema_version",
             f"schema_version {version!r}; this consumer reads {SCHEMA_VERSION}",
         )
+    if "message_id" not in raw:
+        # A hand-written message (e.g. from amqp-publish) may omit its id; one derived from the
+        # bytes makes a redelivery of the same message a duplicate, not a second saga.
+        raw["message_id"] = hashlib.sha256(body).hexdigest()[:32]
     try:
         return _ADAPTER.validate_python(raw)
     except ValidationError as exc:

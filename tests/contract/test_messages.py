@@ -171,3 +171,11 @@ def test_topology_names_are_the_public_interface() -> None:
     assert {"convection.commands.vim", "convection.commands.ro", "convection.commands.lcm"} <= names
     assert topo.queue("convection.commands.ro").dead_letter == "convection.commands.ro.dead"
     assert all(q.delivery_limit > 0 for q in topo.queues)
+
+
+def test_a_message_without_id_gets_one_derived_from_its_bytes() -> None:
+    body = b'{"type": "saga.start", "saga_type": "vim-account.create", "input": {}}'
+    first, again = contracts.decode(body), contracts.decode(body)
+    assert first.message_id == again.message_id
+    other = contracts.decode(body.replace(b"{}", b'{"x": 1}'))
+    assert other.message_id != first.message_id
