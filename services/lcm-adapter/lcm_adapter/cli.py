@@ -1,0 +1,20 @@
+"""`convection adapter lcm`: run the lcm-adapter from the convection command line."""
+
+from __future__ import annotations
+
+import typer
+
+from convection.participant_main import register_adapter
+
+
+def register(app: typer.Typer) -> None:
+    """Add `convection adapter lcm` to the convection command line."""
+
+    def entry() -> int:
+        from lcm_adapter.__main__ import entry as run_process
+
+        return run_process()
+
+    register_adapter(
+        app, "lcm", entry, "Run the lcm-adapter (CONVECTION_AMQP_URL, CONVECTION_DB_URL)."
+    )

@@ -1,0 +1,283 @@
+"""The adapter SDK: consume a service's commands, dedupe, run the handler, reply, ack.
+
+Per delivery::
+
+    decode              BadMessage -> dead letter with its reason
+    check               not a command / other service / unknown action -> dead letter
+    validate payload    invalid -> reply `failed` (code invalid_payload), ack
+    claim the key       serialise work on one idempotency key (see participant_store)
+    stored outcome?     -> re-send it, addressed to this command, without running the handler
+    tombstone?          a forward command whose compensation succeeded -> `failed`
+                        (code already_compensated), so a late command creates nothing
+    run the handler     result -> succeeded; StepFailed -> failed; anything else -> retryable
+    store, publish, ack a final outcome is stored BEFORE it is published: a crash in between
+                        redelivers the command, which re-sends the stored reply
+
+Failpoint (for crash tests): `failpoint="participant.after_effect"` makes the process exit
+with `os._exit(137)` once a handler returned and before its outcome is stored: the effect
+happened, the reply did not. Adapters take it from `CONVECTION_FAILPOINT`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import uuid
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts import BadMessage, Command, ErrorInfo, Progress, Reply, decode, encode, reply_to
+from contracts.topology import (
+    COMMANDS_EXCHANGE,
+    REPLIES_EXCHANGE,
+    REPLY_ROUTING_KEY,
+    command_queue,
+)
+from convection.participant_api import (
+    Route,
+    StepContext,
+    StepFailed,
+    StepRetryable,
+    collect_routes,
+)
+from convection.participant_store import ReplyStore, Slot, StoredReply
+from convection.tracing import consumer_span, inject, messaging_attributes
+from convection.transport import Consumer, Delivery, Transport
+
+logger = logging.getLogger(__name__)
+
+AFTER_EFFECT = "participant.after_effect"
+"""Failpoint: exit the process after a handler returned, before its outcome is stored."""
+
+FAILPOINTS = frozenset({AFTER_EFFECT})
+"""The failpoints a participant knows."""
+
+_REPLY_NAMESPACE = uuid.UUID("6f1d4c4e-2b7a-4c57-9a53-2f0b4d1f7a10")
+
+
+def final_reply_id(command_id: str) -> str:
+    """Return the message id of the final reply to `command_id`: the same on every re-send.
+
+    A re-sent reply (redelivery, duplicate command) then carries the id of the first, so the
+    coordinator's inbox drops it as a duplicate.
+    """
+    return uuid.uuid5(_REPLY_NAMESPACE, f"{command_id}/final").hex
+
+
+class Participant:
+    """Runs one service's handlers on its command queue.
+
+    Args:
+        service: The service name (its queue is `convection.commands.<service>`).
+        transport: A connected transport.
+        db_engine: The database that keeps the stored replies (PostgreSQL or SQLite).
+        handlers: Objects whose `@handles` methods serve the service's actions.
+        prefetch: Deliveries in flight at once.
+        failpoint: A name from `FAILPOINTS` to crash on purpose (tests only), or None.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        *,
+        transport: Transport,
+        db_engine: AsyncEngine,
+        handlers: list[object],
+        prefetch: int = 16,
+        failpoint: str | None = None,
+    ) -> None:
+        if failpoint is not None and failpoint not in FAILPOINTS:
+            raise ValueError(f"unknown failpoint {failpoint!r}; known: {sorted(FAILPOINTS)}")
+        self.service = service
+        self._transport = transport
+        self._routes = collect_routes(service, handlers)
+        self._store = ReplyStore(db_engine, service)
+        self._prefetch = prefetch
+        self._failpoint = failpoint
+        self._consumer: Consumer | None = None
+
+    @property
+    def actions(self) -> list[str]:
+        """The action names this participant handles."""
+        return sorted(self._routes)
+
+    async def start(self) -> None:
+        """Create the tables and start consuming."""
+        await self._store.create_tables()
+        self._consumer = await self._transport.consume(
+            command_queue(self.service), self.handle, prefetch=self._prefetch
+        )
+        logger.info("participant %s consuming (%s)", self.service, ", ".join(self.actions))
+
+    async def stop(self) -> None:
+        """Stop consuming, waiting for the handlers in flight; calling it again is harmless."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+            logger.info("participant %s stopped", self.service)
+
+    async def run(self, stop: asyncio.Event | None = None) -> None:
+        """Start, run until `stop` is set or the task is cancelled, then stop gracefully."""
+        await self.start()
+        try:
+            await (stop or asyncio.Event()).wait()
+        finally:
+            await asyncio.shield(self.stop())
+
+    async def handle(self, delivery: Delivery) -> None:
+        """Handle one delivery of the command queue (the transport's handler)."""
+        try:
+            message = decode(delivery.body)
+        except BadMessage as exc:
+            logger.warning("%s: dead-lettering %r: %s", self.service, delivery, exc)
+            await delivery.dead_letter(exc.reason)
+            return
+        if not isinstance(message, Command) or message.service != self.service:
+            reason = "wrong_message" if not isinstance(message, Command) else "wrong_service"
+            logger.warning("%s: dead-lettering %r: %s", self.service, delivery, reason)
+            await delivery.dead_letter(reason)
+            return
+        route = self._routes.get(message.action)
+        if route is None:
+            logger.warning("%s: no handler for %r; dead-lettering", self.service, message.action)
+            await delivery.dead_letter("unknown_action")
+            return
+        try:
+            payload = route.action.model_validate(message.payload)
+        except ValidationError as exc:
+            error = ErrorInfo(code="invalid_payload", message=_summary(exc))
+            await self._publish(reply_to(message, "failed", error=error), final=True)
+            await delivery.ack()
+            return
+        saga = {
+            "id": message.saga_id,
+            "type": message.saga_type,
+            "step": message.step,
+            "attempt": message.attempt,
+            "compensation": message.compensation,
+            "action": message.action,
+        }
+        attributes = messaging_attributes(
+            operation="process",
+            exchange=COMMANDS_EXCHANGE,
+            routing_key=self.service,
+            message_id=message.message_id,
+            saga=saga,
+        )
+        # One CONSUMER span per command, child of the coordinator's PRODUCER span; the handler's
+        # own work and the reply (which carries this span's context) nest under it.
+        name = f"{message.action} {'compensate' if message.compensation else 'process'}"
+        with consumer_span(name, delivery.headers, attributes):
+            await self._process(delivery, message, route, payload)
+
+    async def _process(
+        self, delivery: Delivery, command: Command, route: Route, payload: Any
+    ) -> None:
+        where = f"{self.service} saga={command.saga_id} step={command.step} #{command.attempt}"
+        key = command.idempotency_key
+        # A compensation locks the key it undoes, so it never runs alongside its forward step.
+        undoes = command.undoes_key if command.compensation else None
+        async with self._store.claim(undoes or key) as slot:
+            stored = await slot.lookup(key)
+            if stored is None and not command.compensation and await slot.compensated(key):
+                stored = StoredReply(
+                    "failed",
+                    None,
+                    {"code": "already_compensated", "message": f"step {key} was compensated"},
+                )
+                logger.warning("%s: forward command after its compensation; refused", where)
+            if stored is not None:
+                logger.info("%s: answering from the stored %s outcome", where, stored.outcome)
+            else:
+                stored = await self._run(where, slot, command, route, payload)
+                if stored is not None:
+                    await slot.save(
+                        key,
+                        stored,
+                        undoes_key=undoes,
+                        saga_id=command.saga_id,
+                        step=command.step,
+                    )
+        if stored is not None:
+            await self._publish(_as_reply(command, stored), final=True)
+        await delivery.ack()
+
+    async def _run(
+        self, where: str, slot: Slot, command: Command, route: Route, payload: Any
+    ) -> StoredReply | None:
+        """Run the handler; return its final outcome, or None after replying `retryable`."""
+        forward = None
+        if command.compensation and command.undoes_key:
+            done = await slot.lookup(command.undoes_key)
+            forward = done.result if done is not None and done.outcome == "succeeded" else None
+        ctx = StepContext(
+            saga_id=command.saga_id,
+            saga_type=command.saga_type,
+            step=command.step,
+            attempt=command.attempt,
+            compensation=command.compensation,
+            idempotency_key=command.idempotency_key,
+            undoes_key=command.undoes_key,
+            deadline=command.deadline,
+            forward_result=forward,
+            command_id=command.message_id,
+            action=command.action,
+            _progress=lambda text, pct: self._progress(command, text, pct),
+        )
+        logger.info("%s: running %s", where, command.action)
+        try:
+            result = await route.handler(payload, ctx)
+        except StepFailed as exc:
+            logger.info("%s: failed (%s): %s", where, exc.code, exc.message)
+            return StoredReply(
+                "failed", None, {"code": exc.code[:64], "message": exc.message[:4000]}
+            )
+        except StepRetryable as exc:
+            error = ErrorInfo(code=exc.code[:64], message=exc.message[:4000])
+        except Exception as exc:
+            # A handler bug or an unexpected driver error: transient until proven otherwise.
+            logger.exception("%s: handler raised; replying retryable", where)
+            error = ErrorInfo(code="exception", message=f"{type(exc).__name__}: {exc}"[:4000])
+        else:
+            if self._failpoint == AFTER_EFFECT:
+                logger.critical("%s: failpoint %s: exiting", where, AFTER_EFFECT)
+                os._exit(137)
+            logger.info("%s: succeeded", where)
+            return StoredReply("succeeded", result.model_dump(mode="json"), None)
+        logger.info("%s: retryable (%s): %s", where, error.code, error.message)
+        await self._publish(reply_to(command, "retryable", error=error), final=False)
+        return None
+
+    async def _progress(self, command: Command, message: str, percent: float | None) -> None:
+        progress = Progress(message=message[:1000], percent=percent)
+        await self._publish(reply_to(command, "progress", progress=progress), final=False)
+
+    async def _publish(self, reply: Reply, *, final: bool) -> None:
+        if final:
+            reply = reply.model_copy(update={"message_id": final_reply_id(reply.command_id)})
+        headers: dict[str, str] = {}
+        inject(headers)
+        await self._transport.publish(
+            REPLIES_EXCHANGE,
+            REPLY_ROUTING_KEY,
+            encode(reply),
+            message_id=reply.message_id,
+            headers=headers,
+        )
+
+
+def _as_reply(command: Command, stored: StoredReply) -> Reply:
+    if stored.outcome == "succeeded":
+        return reply_to(command, "succeeded", result=stored.result or {})
+    return reply_to(command, "failed", error=ErrorInfo.model_validate(stored.error))
+
+
+def _summary(exc: ValidationError) -> str:
+    parts = [
+        f"{'.'.join(str(p) for p in err['loc']) or '(payload)'}: {err['msg']}"
+        for err in exc.errors(include_url=False)[:10]
+    ]
+    return "; ".join(parts)[:4000]

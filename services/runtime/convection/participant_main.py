@@ -1,0 +1,160 @@
+"""The process shell every adapter shares: settings from the environment, signals, clean exit.
+
+An adapter's `__main__` calls `main(...)`: it reads the settings once (a clear error and exit
+code 2 when they are invalid), connects the transport and the database, runs the participant
+until SIGTERM or SIGINT, stops the consumer gracefully and exits 0.
+
+Environment (every adapter):
+
+    CONVECTION_AMQP_URL    broker URL (required), e.g. amqp://guest:guest@127.0.0.1:5672/
+    CONVECTION_DB_URL      database URL (required), PostgreSQL or SQLite
+    CONVECTION_PREFETCH    deliveries in flight at once (default 16)
+    CONVECTION_FAILPOINT   crash on purpose for tests: `participant.after_effect`
+    CONVECTION_LOG_LEVEL   logging level (default INFO)
+
+`register_adapter` adds `convection adapter <name>`: the first adapter package to register
+creates the `adapter` group and the others add to it, so the packages stay independent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import typer
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts.topology import standard_topology
+from convection.db import make_engine
+from convection.participant import FAILPOINTS
+from convection.tracing import setup_logging, setup_tracing
+from convection.transport import Transport, TransportError, open_transport
+
+logger = logging.getLogger(__name__)
+
+
+class SettingsError(ValueError):
+    """The environment does not hold usable settings; the message names each bad one."""
+
+
+class ParticipantSettings(BaseSettings):
+    """Settings of an adapter process, read once from `CONVECTION_*` environment variables.
+
+    Attributes:
+        amqp_url: The broker (`amqp://...`).
+        db_url: The database for stored replies and the adapter's own tables.
+        prefetch: Deliveries in flight at once.
+        failpoint: A failpoint to crash on (tests only).
+        log_level: Logging level name.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CONVECTION_", frozen=True, extra="ignore")
+
+    amqp_url: Annotated[str, Field(min_length=1, pattern=r"^amqps?://")]
+    db_url: Annotated[str, Field(min_length=1)]
+    prefetch: Annotated[int, Field(ge=1, le=1000)] = 16
+    failpoint: str | None = None
+    log_level: str = "INFO"
+
+    @field_validator("db_url")
+    @classmethod
+    def _parsable_url(cls, value: str) -> str:
+        try:
+            make_url(value)
+        except ArgumentError as exc:
+            raise ValueError("not a database URL") from exc
+        return value
+
+    @field_validator("failpoint")
+    @classmethod
+    def _known_failpoint(cls, value: str | None) -> str | None:
+        if value and value not in FAILPOINTS:
+            raise ValueError(f"unknown failpoint; known: {', '.join(sorted(FAILPOINTS))}")
+        return value or None
+
+
+S = TypeVar("S", bound=ParticipantSettings)
+
+Runner = Callable[[S, Transport, AsyncEngine, asyncio.Event], Awaitable[None]]
+"""Runs an adapter's participant with its settings until the event is set."""
+
+
+def load_settings(settings_type: type[S]) -> S:
+    """Read `settings_type` from the environment, or raise `SettingsError` saying what is wrong."""
+    try:
+        return settings_type()
+    except ValidationError as exc:
+        # Never echo input values: URLs may carry passwords.
+        problems = "; ".join(
+            f"CONVECTION_{'.'.join(str(p) for p in err['loc']).upper()}: {err['msg']}"
+            for err in exc.errors(include_url=False, include_input=False)
+        )
+        raise SettingsError(f"invalid settings: {problems}") from exc
+
+
+async def serve(settings: S, runner: Runner[S]) -> None:
+    """Connect, run `runner` until SIGTERM/SIGINT, then stop and disconnect."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    # Enough connections for every delivery in flight plus the handlers' own queries.
+    engine = make_engine(settings.db_url, pool_size=settings.prefetch)
+    try:
+        async with open_transport(settings.amqp_url, standard_topology()) as transport:
+            await runner(settings, transport, engine, stop)
+    finally:
+        await engine.dispose()
+
+
+def main(service: str, settings_type: type[S], runner: Runner[S]) -> int:
+    """Run an adapter process; return its exit code (0 after a signal, 1 or 2 on errors)."""
+    setup_logging("INFO")
+    try:
+        settings = load_settings(settings_type)
+    except SettingsError as exc:
+        logger.error("%s-adapter: %s", service, exc)  # noqa: TRY400 - no traceback for bad input
+        return 2
+    logging.getLogger().setLevel(settings.log_level.upper())
+    tracing = setup_tracing(f"{service}-adapter")
+    try:
+        asyncio.run(serve(settings, runner))
+    except TransportError as exc:
+        logger.error("%s-adapter: broker unusable: %s", service, exc)  # noqa: TRY400
+        return 1
+    finally:
+        # Spans still in the batch processor are lost unless the provider is shut down.
+        tracing.shutdown()
+    logger.info("%s-adapter: exited cleanly", service)
+    return 0
+
+
+GROUP = "adapter"
+"""Name of the command group the adapters share."""
+
+
+def adapter_group(app: typer.Typer) -> typer.Typer:
+    """Return the `adapter` group of `app`, creating it the first time."""
+    for group in app.registered_groups:
+        if group.name == GROUP and group.typer_instance is not None:
+            return group.typer_instance
+    group_app = typer.Typer(name=GROUP, help="Run an adapter service.", no_args_is_help=True)
+    app.add_typer(group_app, name=GROUP)
+    return group_app
+
+
+def register_adapter(app: typer.Typer, name: str, entry: Callable[[], int], help_text: str) -> None:
+    """Add `convection adapter <name>`, which runs `entry` and exits with its code."""
+
+    def command() -> None:
+        raise typer.Exit(entry())
+
+    command.__doc__ = help_text
+    adapter_group(app).command(name, help=help_text)(command)

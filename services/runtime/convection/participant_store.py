@@ -1,0 +1,201 @@
+"""The participant's memory of final replies, by idempotency key, and the per-key lock.
+
+A final outcome (succeeded or failed) is stored before its reply is published, so a redelivered
+or retried command is answered from here without running its handler again. Work on one key is
+serialised: in-process by an asyncio lock, and across processes on PostgreSQL by a
+transaction-scoped advisory lock held while the handler runs (a crashed process's connection
+dies and releases it). SQLite is the single-process embedded mode, so the in-process lock is
+enough there. A compensation takes the lock of the key it undoes, so a forward command and its
+compensation never run at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Column,
+    DateTime,
+    MetaData,
+    String,
+    Table,
+    and_,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from contracts import utc_now
+from contracts.base import JsonObject
+
+METADATA = MetaData()
+"""The participant's tables (created at start with `create_all`)."""
+
+REPLIES = Table(
+    "convection_participant_replies",
+    METADATA,
+    Column("service", String(64), primary_key=True),
+    Column("idempotency_key", String(300), primary_key=True),
+    Column("undoes_key", String(300), nullable=True, index=True),
+    Column("outcome", String(16), nullable=False),
+    Column("result", JSON, nullable=True),
+    Column("error", JSON, nullable=True),
+    Column("saga_id", String(128), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("created", DateTime(timezone=True), nullable=False),
+)
+"""Final outcomes by (service, idempotency key); `undoes_key` marks a compensation."""
+
+
+async def create_tables(engine: AsyncEngine, metadata: MetaData, *, attempts: int = 3) -> None:
+    """Create `metadata`'s missing tables; safe when several processes start at once.
+
+    Two processes creating one PostgreSQL table at the same moment make one of them fail
+    (a unique violation in the catalog); the next attempt then finds the table and skips it.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            async with engine.begin() as connection:
+                await connection.run_sync(metadata.create_all)
+        except DBAPIError:
+            if attempt == attempts:
+                raise
+            await asyncio.sleep(0.2 * attempt)
+        else:
+            return
+
+
+@dataclass(frozen=True)
+class StoredReply:
+    """A final outcome as stored: `succeeded` with a result, or `failed` with an error."""
+
+    outcome: str
+    result: JsonObject | None
+    error: dict[str, Any] | None
+
+
+def _lock_id(service: str, key: str) -> int:
+    # PostgreSQL advisory locks take a signed 64-bit key; a collision only serialises two keys.
+    digest = hashlib.blake2b(f"{service}\x1f{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class Slot:
+    """Exclusive access to one key's records, for the duration of `ReplyStore.claim`."""
+
+    def __init__(self, service: str, connection: AsyncConnection | None, engine: AsyncEngine):
+        self._service = service
+        self._connection = connection
+        self._engine = engine
+
+    async def lookup(self, key: str) -> StoredReply | None:
+        """Return the final outcome stored for `key`, if any."""
+        query = select(REPLIES.c.outcome, REPLIES.c.result, REPLIES.c.error).where(
+            and_(REPLIES.c.service == self._service, REPLIES.c.idempotency_key == key)
+        )
+        row = (await self._execute(query)).first()
+        return None if row is None else StoredReply(row.outcome, row.result, row.error)
+
+    async def compensated(self, forward_key: str) -> bool:
+        """Tell whether a compensation of `forward_key` has succeeded (a tombstone)."""
+        query = select(REPLIES.c.idempotency_key).where(
+            and_(
+                REPLIES.c.service == self._service,
+                REPLIES.c.undoes_key == forward_key,
+                REPLIES.c.outcome == "succeeded",
+            )
+        )
+        return (await self._execute(query)).first() is not None
+
+    async def save(
+        self,
+        key: str,
+        reply: StoredReply,
+        *,
+        undoes_key: str | None,
+        saga_id: str,
+        step: str,
+    ) -> None:
+        """Store the final outcome of `key` (committed when the claim ends)."""
+        statement = insert(REPLIES).values(
+            service=self._service,
+            idempotency_key=key,
+            undoes_key=undoes_key,
+            outcome=reply.outcome,
+            result=reply.result,
+            error=reply.error,
+            saga_id=saga_id,
+            step=step,
+            created=utc_now(),
+        )
+        if self._connection is not None:
+            # The advisory lock guarantees nobody else stored this key meanwhile.
+            await self._connection.execute(statement)
+            return
+        try:
+            async with self._engine.begin() as connection:
+                await connection.execute(statement)
+        except IntegrityError:
+            # Another participant sharing this SQLite file stored it first; its answer stands.
+            pass
+
+    async def _execute(self, query: Any) -> Any:
+        if self._connection is not None:
+            return await self._connection.execute(query)
+        async with self._engine.connect() as connection:
+            return await connection.execute(query)
+
+
+class ReplyStore:
+    """Stored final replies of one service, and exclusive claims on idempotency keys.
+
+    Args:
+        engine: The participant's database (PostgreSQL or SQLite).
+        service: The service whose replies these are.
+    """
+
+    def __init__(self, engine: AsyncEngine, service: str) -> None:
+        self._engine = engine
+        self._service = service
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._waiters: dict[str, int] = {}
+        self._postgres = engine.dialect.name == "postgresql"
+        # A claim holds a pooled connection while its handler runs; claiming at most the pool's
+        # base size leaves the overflow for the handlers' own queries, so they cannot starve.
+        size = getattr(engine.pool, "size", None)
+        self._connections = asyncio.Semaphore(max(1, size() if callable(size) else 5))
+
+    async def create_tables(self) -> None:
+        """Create the participant's tables if they are missing."""
+        await create_tables(self._engine, METADATA)
+
+    @asynccontextmanager
+    async def claim(self, lock_key: str) -> AsyncIterator[Slot]:
+        """Hold `lock_key` exclusively; what the slot saves is committed when the block ends."""
+        lock = self._locks.setdefault(lock_key, asyncio.Lock())
+        self._waiters[lock_key] = self._waiters.get(lock_key, 0) + 1
+        try:
+            async with lock:
+                if not self._postgres:
+                    yield Slot(self._service, None, self._engine)
+                    return
+                async with self._connections, self._engine.begin() as connection:
+                    await connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:lock_id)"),
+                        {"lock_id": _lock_id(self._service, lock_key)},
+                    )
+                    yield Slot(self._service, connection, self._engine)
+        finally:
+            self._waiters[lock_key] -= 1
+            if not self._waiters[lock_key]:
+                # Forget idle locks, so the map does not grow with every key ever seen.
+                del self._waiters[lock_key]
+                del self._locks[lock_key]
