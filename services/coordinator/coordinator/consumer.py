@@ -1,0 +1,110 @@
+"""The coordinator's message handlers: decode, run the transaction, then settle the delivery.
+
+A message is acked only after its effects committed. Bad input never crashes a consumer and
+is never dropped: it is dead-lettered with the reason in a header, logged, and counted.
+Reasons: the decoder's (too_large, invalid_json, not_an_object, unknown_type,
+unsupported_schema_version, invalid_message), unexpected_type (a valid message on the wrong
+queue), unknown_saga_type, invalid_input, unknown_saga and unknown_step.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from contracts import (
+    MAX_MESSAGE_BYTES,
+    AnyMessage,
+    BadMessage,
+    CancelSaga,
+    Reply,
+    StartSaga,
+    WakeSaga,
+    decode,
+)
+from convection.transport import Delivery
+from coordinator.metrics import Metrics
+from coordinator.model import CancelRequested, LockGranted
+from coordinator.processor import Outcome, Processor
+from coordinator.trace import trace_id_from
+
+logger = logging.getLogger(__name__)
+
+
+class Handlers:
+    """Handlers of the two coordinator queues, over one Processor."""
+
+    def __init__(
+        self, processor: Processor, metrics: Metrics, *, max_bytes: int = MAX_MESSAGE_BYTES
+    ) -> None:
+        self.processor = processor
+        self.metrics = metrics
+        self.max_bytes = max_bytes
+
+    async def on_saga_message(self, delivery: Delivery) -> None:
+        """Handle StartSaga, CancelSaga and WakeSaga from the sagas queue."""
+        msg = await self._decode(delivery)
+        if msg is None:
+            return
+        outcome: Outcome
+        if isinstance(msg, StartSaga):
+            trace = trace_id_from(delivery.headers)
+            outcome = await self.processor.start_saga(msg, trace_id=trace)
+        elif isinstance(msg, CancelSaga):
+            reason, by = msg.reason, msg.requested_by
+            outcome = await self.processor.feed(
+                msg.saga_id,
+                lambda at: CancelRequested(at=at, reason=reason, requested_by=by),
+                message_id=msg.message_id,
+            )
+        elif isinstance(msg, WakeSaga):
+            outcome = await self.processor.feed(
+                msg.saga_id, lambda at: LockGranted(at=at), message_id=msg.message_id
+            )
+        else:
+            await self._reject(delivery, "unexpected_type", f"{msg.type} on the sagas queue")
+            return
+        await self._settle(delivery, msg.type, outcome)
+
+    async def on_reply(self, delivery: Delivery) -> None:
+        """Handle a participant's Reply from the replies queue."""
+        msg = await self._decode(delivery)
+        if msg is None:
+            return
+        if not isinstance(msg, Reply):
+            await self._reject(delivery, "unexpected_type", f"{msg.type} on the replies queue")
+            return
+        await self._settle(delivery, msg.type, await self.processor.reply(msg))
+
+    async def _decode(self, delivery: Delivery) -> AnyMessage | None:
+        try:
+            return decode(delivery.body, max_bytes=self.max_bytes)
+        except BadMessage as exc:
+            await self._reject(delivery, exc.reason, exc.detail)
+            return None
+
+    async def _settle(self, delivery: Delivery, kind: str, outcome: Outcome) -> None:
+        self.metrics.messages.labels(delivery.queue, outcome.kind).inc()
+        if outcome.kind == "rejected":
+            await self._reject(delivery, outcome.reason, outcome.note)
+            return
+        if outcome.kind in ("duplicate", "ignored"):
+            self.metrics.duplicates.labels(kind).inc()
+            logger.info(
+                "%s %s for saga %s changed nothing: %s",
+                outcome.kind,
+                kind,
+                outcome.saga_id,
+                outcome.note or "seen before",
+            )
+        await delivery.ack()
+
+    async def _reject(self, delivery: Delivery, reason: str, detail: str) -> None:
+        self.metrics.dead_letters.labels(reason).inc()
+        logger.warning(
+            "dead-lettering message %s from %s: %s (%s)",
+            delivery.message_id,
+            delivery.queue,
+            reason,
+            detail[:500],
+        )
+        await delivery.dead_letter(reason)

@@ -1,0 +1,239 @@
+"""The OpenAPI 3.1 document of the coordinator's HTTP API (a test checks it against ROUTES)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_PROBLEM = {"$ref": "#/components/schemas/Problem"}
+
+
+def _errors(*codes: int) -> dict[str, Any]:
+    text = {
+        400: "Bad request (not JSON, bad query)",
+        401: "Missing or unknown token",
+        403: "The token's role may not do this",
+        404: "No such saga",
+        409: "Not possible in the saga's current state",
+        413: "Body too large",
+        422: "The body or input does not validate",
+        503: "Not ready",
+    }
+    return {
+        str(c): {
+            "description": text[c],
+            "content": {"application/problem+json": {"schema": _PROBLEM}},
+        }
+        for c in codes
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_SAGA_ID = {"name": "saga_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_REASON = {
+    "required": True,
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reason"}}},
+}
+_ACCEPTED = _json({"$ref": "#/components/schemas/Accepted"}, "Accepted")
+
+
+def document() -> dict[str, Any]:
+    """Return the OpenAPI document."""
+    verb = {
+        "parameters": [_SAGA_ID],
+        "requestBody": _REASON,
+        "responses": {"202": _ACCEPTED, **_errors(401, 403, 404, 409, 413, 422)},
+    }
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Convection coordinator",
+            "version": "1",
+            "description": "Start, inspect and repair sagas.",
+        },
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "schemas": {
+                "Problem": {
+                    "type": "object",
+                    "properties": {
+                        "type": {"type": "string"},
+                        "title": {"type": "string"},
+                        "status": {"type": "integer"},
+                        "detail": {"type": "string"},
+                        "errors": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+                "StartSaga": {
+                    "type": "object",
+                    "required": ["saga_type"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "saga_type": {"type": "string"},
+                        "input": {"type": "object"},
+                        "saga_id": {"type": "string"},
+                    },
+                },
+                "Reason": {
+                    "type": "object",
+                    "required": ["reason"],
+                    "additionalProperties": False,
+                    "properties": {"reason": {"type": "string", "minLength": 1}},
+                },
+                "Accepted": {
+                    "type": "object",
+                    "properties": {
+                        "saga_id": {"type": "string"},
+                        "status": {"type": "string"},
+                        "verdict": {"type": "string"},
+                    },
+                },
+                "SagaSummary": {
+                    "type": "object",
+                    "properties": {
+                        "saga_id": {"type": "string"},
+                        "saga_type": {"type": "string"},
+                        "status": {"type": "string"},
+                        "current_step": {"type": ["string", "null"]},
+                        "trace_id": {"type": ["string", "null"]},
+                        "created_at": {"type": "string"},
+                        "updated_at": {"type": "string"},
+                    },
+                },
+                "Saga": {
+                    "type": "object",
+                    "properties": {
+                        "saga_id": {"type": "string"},
+                        "status": {"type": "string"},
+                        "trace_id": {"type": ["string", "null"]},
+                        "waiting": {"type": ["object", "null"]},
+                        "steps": {"type": "array", "items": {"type": "object"}},
+                        "history": {"type": "array", "items": {"type": "object"}},
+                    },
+                },
+            },
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/sagas": {
+                "post": {
+                    "summary": "Start a saga",
+                    "parameters": [
+                        {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}}
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/StartSaga"}
+                            }
+                        },
+                    },
+                    "responses": {"202": _ACCEPTED, **_errors(400, 401, 403, 409, 413, 422)},
+                },
+                "get": {
+                    "summary": "List sagas, newest first",
+                    "parameters": [
+                        {"name": n, "in": "query", "schema": {"type": "string"}}
+                        for n in (
+                            "status",
+                            "saga_type",
+                            "since",
+                            "until",
+                            "stuck",
+                            "limit",
+                            "cursor",
+                        )
+                    ],
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "items": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/SagaSummary"},
+                                    },
+                                    "next_cursor": {"type": ["string", "null"]},
+                                },
+                            },
+                            "A page of sagas",
+                        ),
+                        **_errors(400, 401),
+                    },
+                },
+            },
+            "/sagas/{saga_id}": {
+                "get": {
+                    "summary": "One saga: steps, history, trace id, lock position",
+                    "parameters": [_SAGA_ID],
+                    "responses": {
+                        "200": _json({"$ref": "#/components/schemas/Saga"}, "The saga"),
+                        **_errors(401, 404),
+                    },
+                }
+            },
+            "/sagas/{saga_id}/cancel": {"post": {"summary": "Cancel (compensate)", **verb}},
+            "/sagas/{saga_id}/retry": {"post": {"summary": "Resume a failed saga", **verb}},
+            "/sagas/{saga_id}/steps/{step}/skip": {
+                "post": {
+                    "summary": "Mark a failed compensation done by hand",
+                    **verb,
+                    "parameters": [
+                        _SAGA_ID,
+                        {
+                            "name": "step",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    ],
+                }
+            },
+            "/stats": {
+                "get": {
+                    "summary": "Counts, rates and durations per saga type and step",
+                    "parameters": [
+                        {"name": "window", "in": "query", "schema": {"type": "integer"}}
+                    ],
+                    "responses": {
+                        "200": _json({"type": "object"}, "Statistics"),
+                        **_errors(400, 401),
+                    },
+                }
+            },
+            "/livez": {
+                "get": {
+                    "summary": "Alive",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "Alive")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "summary": "Database, broker and schema ready",
+                    "security": [],
+                    "responses": {
+                        "200": _json({"type": "object"}, "Ready"),
+                        "503": _json({"type": "object"}, "Not ready"),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "security": [],
+                    "responses": {"200": {"description": "Prometheus text"}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "OpenAPI")},
+                }
+            },
+        },
+    }

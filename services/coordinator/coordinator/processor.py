@@ -1,0 +1,356 @@
+"""One transaction per event, as DESIGN.md draws it, and applying a Decision to the store.
+
+    BEGIN; insert inbox(message_id) or stop (a duplicate); SELECT saga FOR UPDATE;
+    decide(); write saga, steps, history, outbox (and lock rows); COMMIT.
+
+The caller acks the message only after `Processor` returns. A transient database error
+(serialization failure, deadlock, lost connection, a saga row that moved) retries the whole
+transaction, bounded, with jittered backoff. Applying a decision does in SQL exactly what
+tests/unit/world.py does in memory: lock outcomes and withdrawn commands are fed back to
+`decide` in the same transaction; cancelling superseded holders and waking granted waiters
+go through the outbox as messages to the coordinator itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from contracts import CancelSaga, Reply, SagaStatus, StartSaga, WakeSaga, encode, topology
+from coordinator import locks
+from coordinator.dialect import is_transient
+from coordinator.engine import Engine, EngineError, message_id
+from coordinator.metrics import Metrics
+from coordinator.model import (
+    CommandsWithdrawn,
+    Decision,
+    Event,
+    LockGranted,
+    LockQueued,
+    LockRejected,
+    SagaState,
+    StepReplied,
+)
+from coordinator.store import OutboxMessage, Store
+from coordinator.trace import TRACEPARENT, new_trace_id, traceparent
+
+logger = logging.getLogger(__name__)
+
+OutcomeKind = Literal["applied", "ignored", "refused", "duplicate", "rejected", "skipped"]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What handling one event came to; `reason` is the dead-letter reason when rejected."""
+
+    kind: OutcomeKind
+    saga_id: str | None = None
+    status: SagaStatus | None = None
+    reason: str = ""
+    note: str = ""
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, note: str) -> None:
+        super().__init__(f"{reason}: {note}")
+        self.reason, self.note = reason, note
+
+
+class _Duplicate(Exception):
+    pass
+
+
+@dataclass
+class _Unit:
+    conn: AsyncConnection
+    at: datetime
+    queued: int = 0
+
+
+AfterHook = Callable[[AsyncConnection, SagaState], Awaitable[None]]
+
+
+class Processor:
+    """Runs events through `decide()` inside transactions and writes what it decided."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        engine: Engine,
+        metrics: Metrics,
+        on_commit: Callable[[], None] = lambda: None,
+        max_attempts: int = 6,
+    ) -> None:
+        self.store = store
+        self.engine = engine
+        self.metrics = metrics
+        self._on_commit = on_commit
+        self._max_attempts = max_attempts
+
+    async def start_saga(
+        self, msg: StartSaga, *, trace_id: str | None = None, requested_by: str = "amqp"
+    ) -> Outcome:
+        """Create the saga a StartSaga asks for; a saga id that exists is a duplicate."""
+        # No saga id: derive one from the message id, so a redelivery finds the same saga.
+        saga_id = msg.saga_id or message_id("saga", msg.message_id)
+
+        async def body(u: _Unit) -> Outcome:
+            if not await self.store.claim_inbox(u.conn, msg.message_id, u.at):
+                return Outcome("duplicate", saga_id)
+            if await self.store.load(u.conn, saga_id) is not None:
+                return Outcome("duplicate", saga_id, note="the saga exists")
+            try:
+                decision = self.engine.start(
+                    saga_type=msg.saga_type,
+                    saga_id=saga_id,
+                    input=msg.input,
+                    at=u.at,
+                    trace_id=trace_id or new_trace_id(),
+                    requested_by=requested_by,
+                )
+            except EngineError as exc:
+                raise _Reject(exc.code, str(exc)) from exc
+            state = await self._apply(u, None, decision)
+            return Outcome("applied", saga_id, state.status)
+
+        return await self._run(body)
+
+    async def feed(
+        self,
+        saga_id: str,
+        make_event: Callable[[datetime], Event],
+        *,
+        message_id: str | None = None,
+        skip_locked: bool = False,
+        check: Callable[[SagaState], None] | None = None,
+        after: AfterHook | None = None,
+    ) -> Outcome:
+        """Feed one event (built at the database time) to one saga, in one transaction.
+
+        Args:
+            saga_id: The saga.
+            make_event: Builds the event from the database clock's time.
+            message_id: The id of the message that carried it, for the inbox.
+            skip_locked: Skip the saga if another transaction holds it (timers).
+            check: Raises `reject` to dead-letter the message instead.
+            after: Runs in the same transaction once the decision is written.
+        """
+
+        async def body(u: _Unit) -> Outcome:
+            if message_id is not None and not await self.store.claim_inbox(
+                u.conn, message_id, u.at
+            ):
+                return Outcome("duplicate", saga_id)
+            state = await self.store.load(u.conn, saga_id, lock=True, skip_locked=skip_locked)
+            if state is None:
+                if skip_locked:
+                    return Outcome("skipped", saga_id)
+                raise _Reject("unknown_saga", f"no saga {saga_id!r}")
+            if check is not None:
+                check(state)
+            decision = self.engine.decide(state, make_event(u.at))
+            new = await self._apply(u, state, decision)
+            if after is not None:
+                await after(u.conn, new)
+            return Outcome(decision.verdict, saga_id, new.status, note=decision.note)
+
+        return await self._run(body)
+
+    async def reply(self, reply: Reply) -> Outcome:
+        """Feed a participant's reply to its saga; an unknown saga or step is rejected."""
+
+        def check(state: SagaState) -> None:
+            if state.step(reply.step) is None:
+                raise _Reject("unknown_step", f"saga {reply.saga_id} has no step {reply.step!r}")
+
+        return await self.feed(
+            reply.saga_id,
+            lambda at: StepReplied(at=at, reply=reply),
+            message_id=reply.message_id,
+            check=check,
+        )
+
+    # -- the transaction --------------------------------------------------------------------
+
+    async def _run(self, body: Callable[[_Unit], Awaitable[Outcome]]) -> Outcome:
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._max_attempts),
+            wait=wait_exponential_jitter(multiplier=0.02, max=1.0, jitter=0.05),
+            retry=retry_if_exception(is_transient),
+            before_sleep=self._retrying,
+            reraise=True,
+        )
+        queued = 0
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    async with self.store.transaction() as conn:
+                        unit = _Unit(conn, await self.store.now(conn))
+                        try:
+                            outcome = await body(unit)
+                        except _Duplicate:
+                            outcome = Outcome("duplicate", note="the saga exists")
+                            raise
+                        queued = unit.queued
+        except _Reject as exc:
+            return Outcome("rejected", reason=exc.reason, note=exc.note)
+        except _Duplicate:
+            return outcome
+        if queued:
+            self._on_commit()
+        return outcome
+
+    def _retrying(self, state: RetryCallState) -> None:
+        self.metrics.transaction_retries.inc()
+        exc = state.outcome.exception() if state.outcome else None
+        logger.warning("transaction attempt %d failed: %r; retrying", state.attempt_number, exc)
+
+    # -- applying a decision ----------------------------------------------------------------
+
+    async def _apply(self, u: _Unit, previous: SagaState | None, decision: Decision) -> SagaState:
+        state = decision.state
+        if decision.verdict == "ignored":
+            return state
+        if decision.verdict == "refused":
+            # Who asked for what stays in the audit log, though the saga does not change.
+            await self.store.append_history(u.conn, state.saga_id, decision.history)
+            return state
+        if previous is None:
+            if not await self.store.insert_saga(u.conn, state):
+                raise _Duplicate
+        else:
+            await self.store.update_saga(u.conn, previous, state)
+        await self.store.append_history(u.conn, state.saga_id, decision.history)
+        await self._enqueue(u, self._messages(state, decision))
+        if decision.withdraw:
+            deleted = await self.store.withdraw(u.conn, decision.withdraw)
+            if deleted:
+                state = await self._feed(u, state, CommandsWithdrawn(at=u.at, command_ids=deleted))
+        if decision.acquire:
+            state = await self._acquire(u, state, decision.acquire)
+        if decision.release:
+            await self._release(u, state)
+        return state
+
+    async def _feed(self, u: _Unit, state: SagaState, event: Event) -> SagaState:
+        return await self._apply(u, state, self.engine.decide(state, event))
+
+    async def _enqueue(self, u: _Unit, messages: Iterable[OutboxMessage]) -> None:
+        u.queued += await self.store.add_outbox(u.conn, messages, u.at)
+
+    def _messages(self, state: SagaState, decision: Decision) -> list[OutboxMessage]:
+        trace = state.trace_id
+        out = [
+            OutboxMessage(
+                topology.COMMANDS_EXCHANGE,
+                cmd.service,
+                cmd.message_id,
+                encode(cmd),
+                mandatory=True,
+                headers={TRACEPARENT: traceparent(trace, cmd.message_id)} if trace else {},
+                saga_id=state.saga_id,
+            )
+            for cmd in decision.commands
+        ]
+        out.extend(
+            OutboxMessage(
+                topology.EVENTS_EXCHANGE,
+                topology.event_routing_key(ev.saga_type, ev.status),
+                ev.message_id,
+                encode(ev),
+                # Nobody may be listening for lifecycle events: that is not an error.
+                mandatory=False,
+                headers={TRACEPARENT: traceparent(trace, ev.message_id)} if trace else {},
+                saga_id=state.saga_id,
+            )
+            for ev in decision.events
+        )
+        return out
+
+    async def _acquire(self, u: _Unit, state: SagaState, resources: tuple[str, ...]) -> SagaState:
+        saga = self.engine.registry[state.saga_type]
+        table = await self._lock_queues(u, resources, None)
+        who = locks.Claimant(state.saga_id, state.saga_type)
+        got = locks.acquire(table, who, resources, saga.lock_policy, saga.supersedes)
+        await self.store.save_locks(u.conn, got.table)
+        cancels = [
+            CancelSaga(
+                message_id=message_id(h.saga_id, "superseded-by", state.saga_id, state.version),
+                saga_id=h.saga_id,
+                reason=f"superseded by {state.saga_id}",
+                requested_by=state.saga_id,
+            )
+            for h in got.cancel
+        ]
+        await self._enqueue(u, (_to_self(m, topology.CANCEL_ROUTING_KEY) for m in cancels))
+        event: Event
+        if got.granted:
+            event = LockGranted(at=u.at)
+        elif got.rejected_by is not None:
+            event = LockRejected(at=u.at, resource=resources[0], holder=got.rejected_by.saga_id)
+        else:
+            event = LockQueued(at=u.at, waiting_for=got.waiting_for, position=got.position)
+        return await self._feed(u, state, event)
+
+    async def _lock_queues(
+        self, u: _Unit, resources: tuple[str, ...], saga_id: str | None
+    ) -> dict[str, locks.LockQueue]:
+        # Lock the queues we read, then read them; if the waiters in them reach further
+        # queues, lock those too and read again. A deadlock here is retried like any other.
+        held: set[str] = set()
+        wanted = set(resources)
+        while True:
+            await self.store.dialect.lock_resources(u.conn, wanted - held)
+            held |= wanted
+            table = await self.store.load_locks(u.conn, resources=resources, saga_id=saga_id)
+            if set(table) <= held:
+                return table
+            wanted = set(table)
+
+    async def _release(self, u: _Unit, state: SagaState) -> None:
+        if not state.resources:
+            return
+        table = await self._lock_queues(u, state.resources, state.saga_id)
+        if not table:
+            return
+        out = locks.release(table, state.saga_id)
+        await self.store.save_locks(u.conn, out.table)
+        wakes = [
+            WakeSaga(
+                message_id=message_id(who.saga_id, "wake", state.saga_id, state.version),
+                saga_id=who.saga_id,
+                resource=",".join(sorted(r for r, q in out.table.items() if q.holder == who))[:300]
+                or "-",
+            )
+            for who in out.granted
+        ]
+        await self._enqueue(u, (_to_self(m, topology.WAKE_ROUTING_KEY) for m in wakes))
+
+
+def reject(reason: str, note: str) -> Exception:
+    """Return the exception a `check` raises to dead-letter the message with `reason`."""
+    return _Reject(reason, note)
+
+
+def _to_self(msg: CancelSaga | WakeSaga, routing_key: str) -> OutboxMessage:
+    return OutboxMessage(
+        topology.SAGAS_EXCHANGE,
+        routing_key,
+        msg.message_id,
+        encode(msg),
+        mandatory=True,
+        saga_id=msg.saga_id,
+    )

@@ -1,0 +1,192 @@
+"""Read-only queries behind the HTTP API: listing with filters, lock positions, statistics.
+
+They read the coordinator's tables directly and never lock anything, so operators looking at
+sagas never slow the per-message transactions down.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from contracts import SagaStatus
+from coordinator import tables as t
+
+FINISHED = ("completed", "compensated", "failed", "compensation_failed", "cancelled")
+"""Statuses that end a saga, for statistics."""
+
+
+@dataclass(frozen=True)
+class SagaFilter:
+    """What `GET /sagas` may filter on."""
+
+    statuses: tuple[str, ...] = ()
+    saga_type: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    stuck: bool = False
+    limit: int = 50
+    offset: int = 0
+
+
+async def list_sagas(conn: AsyncConnection, f: SagaFilter, now: datetime) -> list[dict[str, Any]]:
+    """Return saga summaries, newest first, with the step each is busy with."""
+    c = t.sagas.c
+    stmt = select(c.id, c.type, c.status, c.trace_id, c.created_at, c.updated_at, c.error)
+    if f.statuses:
+        stmt = stmt.where(c.status.in_(f.statuses))
+    if f.saga_type:
+        stmt = stmt.where(c.type == f.saga_type)
+    if f.since:
+        stmt = stmt.where(c.created_at >= f.since)
+    if f.until:
+        stmt = stmt.where(c.created_at < f.until)
+    if f.stuck:
+        s = t.saga_steps.c
+        overdue = exists().where(
+            and_(
+                s.saga_id == c.id,
+                s.deadline.is_not(None),
+                s.deadline < now,
+                or_(s.status == "running", s.comp_status == "running"),
+            )
+        )
+        stmt = stmt.where(c.status.in_(("running", "compensating")), overdue)
+    stmt = stmt.order_by(c.created_at.desc(), c.id).limit(f.limit).offset(f.offset)
+    rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
+    current = await _current_steps(conn, [r["id"] for r in rows])
+    return [
+        {
+            "saga_id": r["id"],
+            "saga_type": r["type"],
+            "status": r["status"],
+            "current_step": current.get(r["id"]),
+            "trace_id": r["trace_id"],
+            "created_at": r["created_at"],
+            "updated_at": r["updated_at"],
+            "error": r["error"],
+        }
+        for r in rows
+    ]
+
+
+async def _current_steps(conn: AsyncConnection, ids: list[str]) -> dict[str, str]:
+    if not ids:
+        return {}
+    s = t.saga_steps.c
+    rows = await conn.execute(
+        select(s.saga_id, s.name, s.ordinal)
+        .where(s.saga_id.in_(ids))
+        .where(
+            or_(
+                s.status.in_(("running", "retry_wait")),
+                s.comp_status.in_(("running", "retry_wait")),
+            )
+        )
+        .order_by(s.saga_id, s.ordinal)
+    )
+    busy: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        busy[r.saga_id].append(r.name)
+    return {k: ", ".join(v) for k, v in busy.items()}
+
+
+async def waiting(conn: AsyncConnection, saga_id: str) -> dict[str, Any] | None:
+    """Return what a pending saga waits for and its place in line, or None if it waits for none."""
+    lk = t.resource_locks.c
+    mine = (
+        await conn.execute(
+            select(lk.resource, lk.position).where(lk.saga_id == saga_id, lk.granted.is_(False))
+        )
+    ).all()
+    if not mine:
+        return None
+    resources, worst, holders = [], 0, {}
+    for resource, position in mine:
+        ahead = (
+            await conn.execute(
+                select(lk.saga_id, lk.granted).where(
+                    lk.resource == resource, or_(lk.granted.is_(True), lk.position < position)
+                )
+            )
+        ).all()
+        resources.append(resource)
+        worst = max(worst, sum(1 for _, granted in ahead if not granted) + 1)
+        holder = next((sid for sid, granted in ahead if granted), None)
+        if holder:
+            holders[resource] = holder
+    return {"resources": resources, "position": worst, "held_by": holders}
+
+
+async def stats(conn: AsyncConnection, now: datetime, window: timedelta) -> dict[str, Any]:
+    """Per saga type and per step: count, success and failure rates, mean and p95 durations."""
+    since = now - window
+    c = t.sagas.c
+    rows = (
+        await conn.execute(
+            select(c.id, c.type, c.status, c.created_at, c.updated_at).where(c.created_at >= since)
+        )
+    ).all()
+    by_type: dict[str, list[Any]] = defaultdict(list)
+    for r in rows:
+        by_type[r.type].append(r)
+    s = t.saga_steps.c
+    step_rows = (
+        await conn.execute(
+            select(s.saga_id, s.name, s.group_name, s.status, s.started_at, s.finished_at, c.type)
+            .join(t.sagas, c.id == s.saga_id)
+            .where(c.created_at >= since, s.status != "pending")
+        )
+    ).all()
+    steps: dict[str, dict[str, list[Any]]] = defaultdict(lambda: defaultdict(list))
+    for row in step_rows:
+        steps[row.type][row.group_name or row.name].append(row)
+    out = []
+    for saga_type in sorted(by_type):
+        sagas = by_type[saga_type]
+        finished = [r for r in sagas if r.status in FINISHED]
+        ok = [r for r in finished if r.status == SagaStatus.COMPLETED]
+        durations = [(r.updated_at - r.created_at).total_seconds() for r in finished]
+        step_stats = []
+        for name, runs in steps[saga_type].items():
+            done = [r for r in runs if r.status in ("succeeded", "failed")]
+            good = [r for r in done if r.status == "succeeded"]
+            times = [
+                (r.finished_at - r.started_at).total_seconds()
+                for r in done
+                if r.finished_at and r.started_at
+            ]
+            step_stats.append({"step": name, **_summary(len(runs), len(done), len(good), times)})
+        out.append(
+            {
+                "saga_type": saga_type,
+                **_summary(len(sagas), len(finished), len(ok), durations),
+                "in_flight": len(sagas) - len(finished),
+                "steps": sorted(step_stats, key=lambda x: x["step"]),
+            }
+        )
+    return {"window_seconds": int(window.total_seconds()), "saga_types": out}
+
+
+def _summary(count: int, finished: int, ok: int, durations: list[float]) -> dict[str, Any]:
+    return {
+        "count": count,
+        "finished": finished,
+        "success_rate": ok / finished if finished else 0.0,
+        "failure_rate": (finished - ok) / finished if finished else 0.0,
+        "mean_seconds": sum(durations) / len(durations) if durations else None,
+        "p95_seconds": _percentile(durations, 0.95),
+    }
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]

@@ -1,0 +1,226 @@
+"""The coordinator service: consumers, outbox relay and timers around one store and engine.
+
+`Coordinator` runs in-process (tests, the embedded demo) or as `python -m coordinator`.
+Dependencies are passed in or built from settings; what it builds, it closes.
+
+    async with Coordinator(settings) as coordinator:
+        await coordinator.cancel("saga-1", "no longer needed")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, Self
+
+from prometheus_client import CollectorRegistry, start_http_server
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from contracts import topology
+from convection.db import make_engine
+from convection.transport import Consumer, MemoryBroker, Transport, open_transport
+from coordinator.consumer import Handlers
+from coordinator.engine import Engine
+from coordinator.metrics import Metrics
+from coordinator.operations import Operations, SagaView
+from coordinator.outbox import OutboxRelay
+from coordinator.processor import Outcome, Processor
+from coordinator.schema import check_schema
+from coordinator.settings import CoordinatorSettings
+from coordinator.store import Store
+from coordinator.timers import Timers
+from sagas import Registry, osm_registry
+
+logger = logging.getLogger(__name__)
+
+
+class Coordinator:
+    """One coordinator replica; any number may run against one database and broker."""
+
+    def __init__(
+        self,
+        settings: CoordinatorSettings,
+        *,
+        registry: Registry | None = None,
+        transport: Transport | None = None,
+        db_engine: AsyncEngine | None = None,
+        memory_broker: MemoryBroker | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or osm_registry()
+        self.metrics = metrics or Metrics()
+        self._transport = transport
+        self._db_engine = db_engine
+        self._memory_broker = memory_broker
+        self._owns_transport = transport is None
+        self._owns_engine = db_engine is None
+        self._consumers: list[Consumer] = []
+        self._relay: OutboxRelay | None = None
+        self._timers: Timers | None = None
+        self._processor: Processor | None = None
+        self._started = False
+
+    @property
+    def processor(self) -> Processor:
+        """The transaction path (available once started)."""
+        if self._processor is None:
+            raise RuntimeError("the coordinator is not started")
+        return self._processor
+
+    @property
+    def relay(self) -> OutboxRelay:
+        """The outbox relay (available once started)."""
+        if self._relay is None:
+            raise RuntimeError("the coordinator is not started")
+        return self._relay
+
+    @property
+    def db_engine(self) -> AsyncEngine:
+        """The database engine (available once started)."""
+        if self._db_engine is None:
+            raise RuntimeError("the coordinator is not started")
+        return self._db_engine
+
+    @property
+    def transport(self) -> Transport:
+        """The broker connection (available once started)."""
+        if self._transport is None:
+            raise RuntimeError("the coordinator is not started")
+        return self._transport
+
+    @property
+    def metrics_registry(self) -> CollectorRegistry:
+        """The Prometheus registry of this coordinator's metrics."""
+        return self.metrics.registry
+
+    async def refresh_gauges(self) -> None:
+        """Bring the gauges up to date from the database (called on each /metrics scrape)."""
+        store = self.processor.store
+        async with self.db_engine.connect() as conn:
+            backlog, oldest, _dead = await store.outbox_stats(conn)
+            now = await store.now(conn)
+        self.metrics.outbox_backlog.set(backlog)
+        self.metrics.outbox_oldest_age.set((now - oldest).total_seconds() if oldest else 0.0)
+
+    @property
+    def operations(self) -> Operations:
+        """Operator verbs and queries (available once started)."""
+        return Operations(self.processor)
+
+    async def start(self) -> None:
+        """Check the schema, connect, and start relay, timers and consumers, in that order."""
+        s = self.settings
+        if self._db_engine is None:
+            self._db_engine = make_engine(s.db_url, pool_size=s.db_pool_size)
+        try:
+            if s.check_schema:
+                await check_schema(self._db_engine)
+            if self._transport is None:
+                self._transport = open_transport(
+                    s.amqp_url,
+                    topology.standard_topology(),
+                    memory_broker=self._memory_broker,
+                    publish_timeout=s.publish_timeout,
+                )
+                await self._transport.connect()
+            store = Store(self._db_engine)
+            self._relay = OutboxRelay(
+                store=store,
+                transport=self._transport,
+                metrics=self.metrics,
+                batch=s.outbox_batch,
+                poll_interval=s.outbox_poll_interval,
+                max_attempts=s.outbox_max_attempts,
+                retention=timedelta(seconds=s.outbox_retention_seconds),
+                inbox_retention=timedelta(seconds=s.inbox_retention_seconds),
+            )
+            self._processor = Processor(
+                store=store,
+                engine=Engine(self.registry),
+                metrics=self.metrics,
+                on_commit=self._relay.wake,
+            )
+            self._timers = Timers(
+                processor=self._processor,
+                metrics=self.metrics,
+                interval=s.timer_interval,
+                batch=s.timer_batch,
+            )
+            await self._relay.start()
+            await self._timers.start()
+            handlers = Handlers(self._processor, self.metrics)
+            for queue, handler in (
+                (topology.COORDINATOR_SAGAS_QUEUE, handlers.on_saga_message),
+                (topology.COORDINATOR_REPLIES_QUEUE, handlers.on_reply),
+            ):
+                consumer = await self._transport.consume(queue, handler, prefetch=s.prefetch)
+                self._consumers.append(consumer)
+            if s.metrics_port is not None:
+                start_http_server(s.metrics_port, registry=self.metrics.registry)
+        except BaseException:
+            await self.stop()
+            raise
+        self._started = True
+        logger.info("coordinator started")
+
+    async def stop(self) -> None:
+        """Stop consuming (finishing what is in flight), stop timers, flush the outbox once."""
+        for consumer in self._consumers:
+            await consumer.stop()
+        self._consumers.clear()
+        if self._timers is not None:
+            await self._timers.stop()
+        if self._relay is not None:
+            await self._relay.stop()
+            try:
+                await asyncio.wait_for(self._relay.flush(max_batches=10), timeout=10)
+            except Exception:
+                logger.exception("final outbox flush failed; the rows stay for another relay")
+        if self._owns_transport and self._transport is not None:
+            await self._transport.close()
+            self._transport = None
+        if self._owns_engine and self._db_engine is not None:
+            await self._db_engine.dispose()
+            self._db_engine = None
+        if self._started:
+            logger.info("coordinator stopped")
+        self._started = False
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- operator verbs ------------------------------------------------------------------------
+
+    async def cancel(self, saga_id: str, reason: str, requested_by: str = "api") -> Outcome:
+        """Cancel a saga (see `Operations.cancel`)."""
+        return await self.operations.cancel(saga_id, reason, requested_by)
+
+    async def retry(self, saga_id: str, reason: str, requested_by: str = "api") -> Outcome:
+        """Resume a failed saga (see `Operations.retry`)."""
+        return await self.operations.retry(saga_id, reason, requested_by)
+
+    async def skip(
+        self, saga_id: str, step: str, reason: str, requested_by: str = "api"
+    ) -> Outcome:
+        """Mark a failed compensation done (see `Operations.skip`)."""
+        return await self.operations.skip(saga_id, step, reason, requested_by)
+
+    async def get_saga(self, saga_id: str) -> SagaView | None:
+        """Return a saga's state and history (see `Operations.get_saga`)."""
+        return await self.operations.get_saga(saga_id)
+
+    async def list_sagas(self, **filters: Any) -> list[dict[str, Any]]:
+        """Return saga summaries (see `Operations.list_sagas`)."""
+        return await self.operations.list_sagas(**filters)

@@ -1,0 +1,170 @@
+"""The outbox half of the store: rows to publish after commit, claimed by the relays.
+
+Rows are claimed by state (`sent_at IS NULL`), never by a high-water mark: sequence ids
+commit out of order, and a relay polling "id > last seen" would skip rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from coordinator import tables as t
+from coordinator.dialect import Dialect
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A message to publish once the transaction that decided it commits."""
+
+    exchange: str
+    routing_key: str
+    message_id: str
+    body: bytes
+    mandatory: bool = True
+    headers: dict[str, str] = field(default_factory=dict)
+    saga_id: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    """An outbox row as the relay claims it."""
+
+    id: int
+    exchange: str
+    routing_key: str
+    message_id: str
+    body: bytes
+    headers: dict[str, str]
+    mandatory: bool
+    attempts: int
+    created_at: datetime
+
+
+class OutboxQueries:
+    """Outbox reads and writes; `Store` inherits them (its engine and dialect)."""
+
+    engine: AsyncEngine
+    dialect: Dialect
+
+    # -- outbox -------------------------------------------------------------------------------
+
+    async def add_outbox(
+        self, conn: AsyncConnection, messages: Iterable[OutboxMessage], at: datetime
+    ) -> int:
+        """Insert messages to send after commit (a message id already there is skipped)."""
+        rows = [
+            {
+                "saga_id": m.saga_id,
+                "exchange": m.exchange,
+                "routing_key": m.routing_key,
+                "message_id": m.message_id,
+                "body": m.body,
+                "headers": m.headers,
+                "mandatory": m.mandatory,
+                "created_at": at,
+                "available_at": at,
+                "attempts": 0,
+            }
+            for m in messages
+        ]
+        if not rows:
+            return 0
+        stmt = self.dialect.insert_ignore(t.outbox)
+        await conn.execute(stmt, rows)
+        await self.dialect.notify(conn)
+        return len(rows)
+
+    async def withdraw(self, conn: AsyncConnection, message_ids: Sequence[str]) -> tuple[str, ...]:
+        """Delete the unsent rows among `message_ids`; return the ids actually deleted."""
+        if not message_ids:
+            return ()
+        stmt = delete(t.outbox).where(
+            t.outbox.c.message_id.in_(message_ids),
+            t.outbox.c.sent_at.is_(None),
+            t.outbox.c.dead_at.is_(None),
+        )
+        result = await conn.execute(stmt.returning(t.outbox.c.message_id))
+        deleted = set(result.scalars())
+        return tuple(m for m in message_ids if m in deleted)
+
+    async def claim_outbox(
+        self, conn: AsyncConnection, at: datetime, limit: int
+    ) -> list[OutboxRow]:
+        """Lock up to `limit` rows due for sending (SKIP LOCKED: other relays take others)."""
+        c = t.outbox.c
+        stmt = (
+            select(t.outbox)
+            .where(c.sent_at.is_(None), c.dead_at.is_(None), c.available_at <= at)
+            .order_by(c.id)
+            .limit(limit)
+        )
+        rows = (await conn.execute(self.dialect.for_update(stmt, skip_locked=True))).mappings()
+        return [
+            OutboxRow(
+                id=r["id"],
+                exchange=r["exchange"],
+                routing_key=r["routing_key"],
+                message_id=r["message_id"],
+                body=r["body"],
+                headers=dict(r["headers"] or {}),
+                mandatory=r["mandatory"],
+                attempts=r["attempts"],
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
+
+    async def mark_sent(self, conn: AsyncConnection, ids: Sequence[int], at: datetime) -> None:
+        """Mark rows as sent."""
+        if ids:
+            await conn.execute(update(t.outbox).where(t.outbox.c.id.in_(ids)).values(sent_at=at))
+
+    async def mark_failed(
+        self,
+        conn: AsyncConnection,
+        row_id: int,
+        error: str,
+        *,
+        retry_at: datetime,
+        dead_at: datetime | None = None,
+    ) -> None:
+        """Count a failed publish: retry at `retry_at`, or park the row dead at `dead_at`."""
+        await conn.execute(
+            update(t.outbox)
+            .where(t.outbox.c.id == row_id)
+            .values(
+                attempts=t.outbox.c.attempts + 1,
+                last_error=error[:2000],
+                available_at=retry_at,
+                dead_at=dead_at,
+            )
+        )
+
+    async def purge_sent(self, conn: AsyncConnection, before: datetime, limit: int) -> int:
+        """Delete at most `limit` rows sent before `before`: small batches, no bloat spikes."""
+        ids = select(t.outbox.c.id).where(t.outbox.c.sent_at < before).limit(limit)
+        result = await conn.execute(
+            delete(t.outbox).where(t.outbox.c.id.in_(ids.scalar_subquery()))
+        )
+        return int(result.rowcount or 0)
+
+    async def outbox_stats(self, conn: AsyncConnection) -> tuple[int, datetime | None, int]:
+        """Return (pending rows, creation time of the oldest pending row, dead rows)."""
+        c = t.outbox.c
+        pending = (
+            await conn.execute(
+                select(func.count(), func.min(c.created_at)).where(
+                    c.sent_at.is_(None), c.dead_at.is_(None)
+                )
+            )
+        ).one()
+        dead = (await conn.execute(select(func.count()).where(c.dead_at.is_not(None)))).scalar()
+        oldest = pending[1]
+        if isinstance(oldest, str | datetime):
+            oldest = t.UtcDateTime().process_result_value(oldest, self.engine.dialect)
+        return int(pending[0]), oldest, int(dead or 0)

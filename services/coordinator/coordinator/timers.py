@@ -1,0 +1,109 @@
+"""Timers: step deadlines, due retries and saga deadlines, fed to `decide()` on any replica.
+
+Each tick reads what is due by the database clock, then feeds each event through the same
+transaction path as a message (saga row locked, decide, write). The saga row is taken with
+SKIP LOCKED: a saga another replica is advancing is left for the next tick, and the engine
+ignores an event that another replica's timer already fed (the deadline or attempt moved).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from coordinator.metrics import Metrics
+from coordinator.model import Event, RetryDue, SagaState, SagaTimedOut, StepTimedOut
+from coordinator.processor import Processor
+from coordinator.states import CompStatus, StepStatus
+from coordinator.store import StepDue
+
+logger = logging.getLogger(__name__)
+
+
+def step_event(due: StepDue, at: datetime) -> Event | None:
+    """Return the event a due step row stands for, or None."""
+    if due.comp_status == CompStatus.RUNNING:
+        return StepTimedOut(at=at, step=due.name, attempt=due.comp_attempt, compensation=True)
+    if due.comp_status == CompStatus.RETRY_WAIT:
+        return RetryDue(at=at, step=due.name, compensation=True)
+    if due.comp_status != CompStatus.NONE:
+        return None
+    if due.status == StepStatus.RUNNING:
+        return StepTimedOut(at=at, step=due.name, attempt=due.attempt)
+    if due.status == StepStatus.RETRY_WAIT:
+        return RetryDue(at=at, step=due.name)
+    return None
+
+
+class Timers:
+    """Fires due timers every `interval` seconds until stopped."""
+
+    def __init__(
+        self, *, processor: Processor, metrics: Metrics, interval: float = 1.0, batch: int = 100
+    ) -> None:
+        self.processor = processor
+        self.store = processor.store
+        self.metrics = metrics
+        self.interval = interval
+        self.batch = batch
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Start ticking in the background."""
+        self._task = asyncio.create_task(self._run(), name="timers")
+
+    async def stop(self) -> None:
+        """Stop ticking (a tick in progress is cancelled; its transaction rolls back)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def tick(self) -> int:
+        """Feed every due event once; return how many were applied."""
+        async with self.store.engine.connect() as conn:
+            at = await self.store.now(conn)
+            steps = await self.store.due_steps(conn, at, self.batch)
+            sagas = await self.store.due_sagas(conn, at, self.batch)
+        applied = 0
+        for due in steps:
+            probe = step_event(due, at)
+            if probe is None:
+                continue
+            outcome = await self.processor.feed(due.saga_id, _maker(due), skip_locked=True)
+            self.metrics.timers.labels(probe.kind).inc()
+            applied += outcome.kind == "applied"
+        for saga_id in sagas:
+            outcome = await self.processor.feed(
+                saga_id, lambda now: SagaTimedOut(at=now), skip_locked=True, after=self._fired
+            )
+            self.metrics.timers.labels("saga_timed_out").inc()
+            applied += outcome.kind == "applied"
+        return applied
+
+    async def _fired(self, conn: AsyncConnection, state: SagaState) -> None:
+        # Feed a saga's deadline once: a committed saga stays live past it, and must finish.
+        await self.store.mark_deadline_fired(conn, state.saga_id)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await self.tick()
+            except Exception:
+                logger.exception("timer tick failed; trying again next tick")
+            await asyncio.sleep(self.interval)
+
+
+def _maker(due: StepDue) -> Callable[[datetime], Event]:
+    def make(at: datetime) -> Event:
+        event = step_event(due, at)
+        assert event is not None
+        return event
+
+    return make
