@@ -110,13 +110,20 @@ async def test_quota_exceeded_on_the_last_vdu_then_compensation(
         == "Quota exceeded for cores: Requested 8, but already used 16 of 20 cores"
     )
 
-    # The failed step created two servers it never reported: its compensation finds them.
+    # A step that fails for good leaves no effect: the two VMs it created before the quota ran
+    # out were removed by the step itself, so the saga has nothing of it to compensate.
+    assert (await admin(sim, "GET", f"/admin/resources?saga_id={saga}"))["servers"] == []
+    effects = [e["operation"] for e in await ledger(sim, saga)]
+    assert effects.count("create_server") == 2
+    assert effects.count("delete_server") == 2
+
+    # Its compensation, if a timeout made the outcome uncertain, would find nothing left.
     undo = ro.DeleteVdus(vim=target(sim), ns_id="ns-q", server_ids=[])
     undone = await call(
         transport, undo, saga_id=saga, key=f"{key}/undo", compensation=True, undoes_key=key
     )
-    assert undone.outcome == "succeeded" and len(result_of(undone)["server_ids"]) == 2
-    assert (await admin(sim, "GET", f"/admin/resources?saga_id={saga}"))["servers"] == []
+    assert undone.outcome == "succeeded"
+    assert result_of(undone)["server_ids"] == []
 
 
 async def test_business_and_transient_failures(env: tuple[Transport, VimSimulator]) -> None:

@@ -52,8 +52,22 @@ class RoHandlers:
                 network_id = await vim.create_network(spec, tags, ctx.idempotency_key)
                 created.append(ro.CreatedNetwork(name=spec.name, network_id=network_id))
         except OpenStackError as exc:
-            raise step_error(exc) from exc
+            error = step_error(exc)
+            if isinstance(error, StepFailed):
+                await self._undo_networks(vim, ctx.idempotency_key, error)
+            raise error from exc
         return ro.NetworksCreated(networks=created)
+
+    async def _undo_networks(self, vim: VimConnector, key: str, error: StepFailed) -> None:
+        # A step that fails for good must leave no effect: the saga compensates only steps
+        # that succeeded, so what this step half-made is removed here, before replying.
+        try:
+            for network in await vim.list_networks([creator_mark(key)]):
+                await vim.delete_network(network.network_id)
+        except OpenStackError as exc:
+            raise StepRetryable(
+                f"{error}; removing the networks it created failed: {exc}", code="cleanup_failed"
+            ) from exc
 
     @handles(ro.DeleteNetworks)
     async def delete_networks(self, cmd: ro.DeleteNetworks, ctx: StepContext) -> ro.NetworksDeleted:
@@ -100,8 +114,24 @@ class RoHandlers:
                     wanted.append((server_id, vdu.name))
             servers = await self._wait_active(vim, wanted, ctx)
         except OpenStackError as exc:
-            raise step_error(exc) from exc
+            error = step_error(exc)
+            if isinstance(error, StepFailed):
+                await self._undo_servers(vim, ctx.idempotency_key, error)
+            raise error from exc
+        except StepFailed as error:
+            await self._undo_servers(vim, ctx.idempotency_key, error)
+            raise
         return ro.VdusDeployed(vnf=cmd.vnf, servers=servers)
+
+    async def _undo_servers(self, vim: VimConnector, key: str, error: StepFailed) -> None:
+        # As for networks: the VMs created before the quota ran out are this step's to remove.
+        try:
+            for server in await vim.list_servers({MARK_KEY: creator_mark(key)}):
+                await vim.delete_server(server.server_id)
+        except OpenStackError as exc:
+            raise StepRetryable(
+                f"{error}; removing the VMs it created failed: {exc}", code="cleanup_failed"
+            ) from exc
 
     async def _wait_active(
         self, vim: VimConnector, wanted: list[tuple[str, str]], ctx: StepContext

@@ -53,6 +53,19 @@ def build_app() -> typer.Typer:
 
     operator_cli.register(app)
 
+    @app.command()
+    def demo(
+        amqp_url: str | None = typer.Option(None, help="Run against this RabbitMQ instead."),
+        db_url: str | None = typer.Option(None, help="Run against this PostgreSQL instead."),
+        timeout: float = typer.Option(60.0, help="Seconds each saga may take."),
+    ) -> None:
+        """Play the OSM story: embedded in this process, or against real servers."""
+        import asyncio
+
+        from convection.demo import run_demo
+
+        raise typer.Exit(asyncio.run(run_demo(amqp_url, db_url, per_saga=timeout)))
+
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         try:
             register = ep.load()
