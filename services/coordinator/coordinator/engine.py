@@ -334,44 +334,26 @@ class _Tx:
                 payload=payload.model_dump(mode="json"),
             )
         )
-        if compensation:
-            first = step.comp_started_at or self.at
-            self.update(
-                name,
-                comp_status=CompStatus.RUNNING,
-                comp_attempt=attempt,
-                command_id=cmd_id,
-                deadline=deadline,
-                due_at=None,
-                comp_started_at=first,
-            )
-            self.log(
-                "compensation.started",
-                step=name,
-                attempt=attempt,
-                from_status=step.comp_status,
-                to_status=CompStatus.RUNNING,
-                detail={"action": action, "command_id": cmd_id},
-            )
-        else:
-            first = step.started_at or self.at
-            self.update(
-                name,
-                status=StepStatus.RUNNING,
-                attempt=attempt,
-                command_id=cmd_id,
-                deadline=deadline,
-                due_at=None,
-                started_at=first,
-            )
-            self.log(
-                "step.started",
-                step=name,
-                attempt=attempt,
-                from_status=step.status,
-                to_status=StepStatus.RUNNING,
-                detail={"action": action, "command_id": cmd_id},
-            )
+        # The same bookkeeping for both directions, on the compensation's fields or the step's.
+        pre = "comp_" if compensation else ""
+        old_status = step.comp_status if compensation else step.status
+        running = CompStatus.RUNNING if compensation else StepStatus.RUNNING
+        first = (step.comp_started_at if compensation else step.started_at) or self.at
+        self.update(
+            name,
+            **{f"{pre}status": running, f"{pre}attempt": attempt, f"{pre}started_at": first},
+            command_id=cmd_id,
+            deadline=deadline,
+            due_at=None,
+        )
+        self.log(
+            "compensation.started" if compensation else "step.started",
+            step=name,
+            attempt=attempt,
+            from_status=old_status,
+            to_status=running,
+            detail={"action": action, "command_id": cmd_id},
+        )
 
     def build(self, planned: PlannedStep, step: StepState, *, compensation: bool) -> Any:
         spec = planned.spec
