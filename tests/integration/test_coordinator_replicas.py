@@ -44,6 +44,7 @@ async def _spawn(
         "CONVECTION_DB_URL": pg_url,
         "CONVECTION_TIMER_INTERVAL": "0.5",
         "CONVECTION_PREFETCH": "16",
+        "CONVECTION_API_PORT": "0",
         "CONVECTION_LOG_LEVEL": "INFO",
         # Two cores shared by every process: a confirm can be slow, and a publish retried
         # after a timeout is a legitimate duplicate that would blur the exactly-once check.

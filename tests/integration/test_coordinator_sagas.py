@@ -162,7 +162,8 @@ async def test_an_operator_retry_resumes_a_failed_saga(rig: Rig) -> None:
     assert outcome.kind == "applied"
     await rig.until("retry-op", "completed")
     history = await rig.db.history("retry-op")
-    assert [r["attempt"] for r in history if r["kind"] == "step.started"] == [1, 1, 2]
+    # An operator retry gives a fresh budget of attempts; the history keeps every one of them.
+    assert [r["attempt"] for r in history if r["kind"] == "step.started"] == [1, 1, 1]
     assert any(r["kind"] == "operator.retry" and r["actor"] == "op" for r in history)
 
 

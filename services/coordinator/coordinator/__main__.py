@@ -1,7 +1,10 @@
 """`python -m coordinator`: run one coordinator replica until SIGTERM or SIGINT.
 
-Configured by CONVECTION_* environment variables (see `coordinator.settings`). Exit codes:
-0 after a graceful stop, 2 for invalid settings, 3 when the schema is behind.
+Configured by CONVECTION_* environment variables (see `coordinator.settings`) and the HTTP
+API by CONVECTION_API_* (see `coordinator.api.ApiSettings`; default 127.0.0.1:8080). Exit
+codes: 0 after a graceful stop, 2 for invalid settings (an API without tokens on a
+non-loopback address, or an API port that cannot be bound, included), 3 when the schema is
+behind.
 """
 
 from __future__ import annotations
@@ -10,57 +13,101 @@ import asyncio
 import logging
 import signal
 import sys
+from typing import TypeVar
 
 from pydantic import ValidationError
+from pydantic_settings import BaseSettings
 
+from convection.tracing import setup_logging, setup_tracing
+from coordinator.api import ApiServer, ApiSettings
 from coordinator.schema import SchemaBehind
 from coordinator.service import Coordinator
 from coordinator.settings import CoordinatorSettings
 
 logger = logging.getLogger("coordinator")
+_S = TypeVar("_S", bound=BaseSettings)
 
 
 def load_settings() -> CoordinatorSettings:
     """Read the settings from the environment, or exit 2 with what is wrong."""
+    return _load(CoordinatorSettings, "coordinator", "CONVECTION_")
+
+
+def load_api_settings() -> ApiSettings:
+    """Read the API settings (CONVECTION_API_*), or exit 2 with what is wrong or unsafe."""
+    api = _load(ApiSettings, "API", "CONVECTION_API_")
     try:
-        return CoordinatorSettings()
+        api.check()
+    except ValueError as exc:
+        sys.stderr.write(f"refusing to start: {exc}\n")
+        raise SystemExit(2) from None
+    return api
+
+
+def _load(cls: type[_S], what: str, prefix: str) -> _S:
+    try:
+        return cls()
     except ValidationError as exc:
         lines = [
-            f"  CONVECTION_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            f"  {prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
             for e in exc.errors(include_url=False)
         ]
-        sys.stderr.write("invalid coordinator settings:\n" + "\n".join(lines) + "\n")
+        sys.stderr.write(f"invalid {what} settings:\n" + "\n".join(lines) + "\n")
         raise SystemExit(2) from None
 
 
-async def serve(settings: CoordinatorSettings) -> None:
-    """Run a coordinator until SIGTERM/SIGINT, then stop it gracefully."""
+class ApiUnavailable(Exception):
+    """The HTTP API could not listen (e.g. CONVECTION_API_PORT is in use)."""
+
+
+async def serve(settings: CoordinatorSettings, api: ApiSettings | None = None) -> None:
+    """Run a coordinator (and its HTTP API) until SIGTERM/SIGINT, then stop gracefully."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Coordinator(settings):
-        await stop.wait()
-        logger.info("signal received: stopping")
+    async with Coordinator(settings) as coordinator:
+        server = ApiServer(coordinator, api) if api is not None and api.enabled else None
+        if server is not None:
+            try:
+                url = await server.start()
+            except OSError as exc:
+                raise ApiUnavailable(f"cannot serve the HTTP API: {exc}") from exc
+            logger.info("HTTP API on %s", url)
+        try:
+            await stop.wait()
+            logger.info("signal received: stopping")
+        finally:
+            # Stop serving before the coordinator goes, so no request meets a closed engine.
+            if server is not None:
+                await server.stop()
 
 
-def run(settings: CoordinatorSettings) -> int:
+def run(settings: CoordinatorSettings, api: ApiSettings | None = None) -> int:
     """Run the service; return the process exit code."""
-    logging.basicConfig(
-        level=settings.log_level.upper(),
-        format="%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s",
-    )
+    setup_logging(settings.log_level)
+    tracing = setup_tracing("coordinator")
     try:
-        asyncio.run(serve(settings))
+        asyncio.run(serve(settings, api))
     except SchemaBehind as exc:
         sys.stderr.write(f"{exc}\n")
         return 3
+    except ApiUnavailable as exc:
+        sys.stderr.write(
+            f"{exc}\nSet CONVECTION_API_HOST/CONVECTION_API_PORT (0 picks a free port), "
+            "or CONVECTION_API_ENABLED=false.\n"
+        )
+        return 2
+    finally:
+        # Spans still in the batch processor are lost unless the provider is shut down.
+        tracing.shutdown()
     return 0
 
 
 def main() -> None:
     """Entry point of `python -m coordinator`."""
-    raise SystemExit(run(load_settings()))
+    settings = load_settings()
+    raise SystemExit(run(settings, load_api_settings()))
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from contracts.base import Identifier, Name
 from coordinator import queries
 from coordinator.openapi import document
 from coordinator.processor import Outcome
+from coordinator.trace import saga_start_span
 from coordinator.views import saga_detail
 
 if TYPE_CHECKING:
@@ -164,7 +165,8 @@ def _json(data: Any, status: int = 200, headers: Mapping[str, str] | None = None
 
 COORDINATOR = web.AppKey("coordinator", Backend)
 SETTINGS = web.AppKey("settings", ApiSettings)
-ACTOR = "convection.actor"
+ACTOR = web.RequestKey("actor", str)
+"""Who asked: the token's name, else its role ("loopback" without tokens)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _OPEN = {"/livez", "/readyz", "/metrics", "/openapi.json"}
@@ -281,7 +283,11 @@ async def start_saga(request: web.Request) -> web.StreamResponse:
             return problem(409, "Conflict", f"saga {saga_id} exists with another input")
         return _started(saga_id, existing.state.status)
     msg = StartSaga(saga_type=body.saga_type, saga_id=saga_id, input=body.input)
-    outcome: Outcome = await coord.processor.start_saga(msg, requested_by=request[ACTOR])
+    # A caller's traceparent makes the saga continue the caller's trace, as over AMQP.
+    with saga_start_span(body.saga_type, saga_id, request.headers, {}) as trace_id:
+        outcome: Outcome = await coord.processor.start_saga(
+            msg, trace_id=trace_id, requested_by=request[ACTOR]
+        )
     if outcome.kind == "rejected":
         return problem(422, "Unprocessable Content", outcome.note)
     status = outcome.status
@@ -310,6 +316,8 @@ async def list_sagas(request: web.Request) -> web.StreamResponse:
         until = datetime.fromisoformat(q["until"]) if q.get("until") else None
     except ValueError as exc:
         return problem(400, "Bad Request", f"bad query parameter: {exc}")
+    if limit < 1 or offset < 0:
+        return problem(400, "Bad Request", "limit must be positive and cursor not negative")
     for name, when in (("since", since), ("until", until)):
         if when is not None and when.tzinfo is None:
             return problem(400, "Bad Request", f"{name} needs a timezone, e.g. ...T10:00:00Z")

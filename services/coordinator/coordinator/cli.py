@@ -11,7 +11,7 @@ import os
 import typer
 
 from coordinator import schema
-from coordinator.__main__ import load_settings, run
+from coordinator.__main__ import load_api_settings, load_settings, run
 
 
 def register(app: typer.Typer) -> None:
@@ -35,6 +35,7 @@ def register(app: typer.Typer) -> None:
     @app.command("coordinator")
     def coordinator() -> None:
         """Run a coordinator replica (configured by CONVECTION_* environment variables)."""
-        raise typer.Exit(run(load_settings()))
+        settings = load_settings()
+        raise typer.Exit(run(settings, load_api_settings()))
 
     app.add_typer(db, name="db")

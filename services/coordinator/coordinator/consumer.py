@@ -10,6 +10,9 @@ queue), unknown_saga_type, invalid_input, unknown_saga and unknown_step.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
 
 from contracts import (
     MAX_MESSAGE_BYTES,
@@ -21,11 +24,13 @@ from contracts import (
     WakeSaga,
     decode,
 )
+from convection.tracing import consumer_span, messaging_attributes
 from convection.transport import Delivery
+from coordinator.engine import message_id
 from coordinator.metrics import Metrics
 from coordinator.model import CancelRequested, LockGranted
 from coordinator.processor import Outcome, Processor
-from coordinator.trace import trace_id_from
+from coordinator.trace import TRACEPARENT, saga_start_span, trace_id_from
 
 logger = logging.getLogger(__name__)
 
@@ -47,19 +52,20 @@ class Handlers:
             return
         outcome: Outcome
         if isinstance(msg, StartSaga):
-            trace = trace_id_from(delivery.headers)
-            outcome = await self.processor.start_saga(msg, trace_id=trace)
+            outcome = await self._start(delivery, msg)
         elif isinstance(msg, CancelSaga):
             reason, by = msg.reason, msg.requested_by
-            outcome = await self.processor.feed(
-                msg.saga_id,
-                lambda at: CancelRequested(at=at, reason=reason, requested_by=by),
-                message_id=msg.message_id,
-            )
+            with self._span(delivery, "cancel", {"id": msg.saga_id}):
+                outcome = await self.processor.feed(
+                    msg.saga_id,
+                    lambda at: CancelRequested(at=at, reason=reason, requested_by=by),
+                    message_id=msg.message_id,
+                )
         elif isinstance(msg, WakeSaga):
-            outcome = await self.processor.feed(
-                msg.saga_id, lambda at: LockGranted(at=at), message_id=msg.message_id
-            )
+            with self._span(delivery, "wake", {"id": msg.saga_id}):
+                outcome = await self.processor.feed(
+                    msg.saga_id, lambda at: LockGranted(at=at), message_id=msg.message_id
+                )
         else:
             await self._reject(delivery, "unexpected_type", f"{msg.type} on the sagas queue")
             return
@@ -73,7 +79,47 @@ class Handlers:
         if not isinstance(msg, Reply):
             await self._reject(delivery, "unexpected_type", f"{msg.type} on the replies queue")
             return
-        await self._settle(delivery, msg.type, await self.processor.reply(msg))
+        saga = {
+            "id": msg.saga_id,
+            "step": msg.step,
+            "attempt": msg.attempt,
+            "compensation": msg.compensation,
+        }
+        # A CONSUMER span child of the adapter's span: the commands it decides are stored
+        # with its context, so the next producer spans hang under it.
+        with self._span(delivery, f"{msg.step} reply", saga) as span:
+            outcome = await self.processor.reply(msg)
+            if span is not None:
+                span.set_attribute("saga.reply.outcome", msg.outcome)
+        await self._settle(delivery, msg.type, outcome)
+
+    async def _start(self, delivery: Delivery, msg: StartSaga) -> Outcome:
+        # The same saga id as the processor derives, so the start span's id is known later.
+        saga_id = msg.saga_id or message_id("saga", msg.message_id)
+        attributes = self._attributes(delivery, {"id": saga_id, "type": msg.saga_type})
+        with saga_start_span(msg.saga_type, saga_id, delivery.headers, attributes) as trace:
+            return await self.processor.start_saga(msg, trace_id=trace)
+
+    @contextmanager
+    def _span(self, delivery: Delivery, name: str, saga: dict[str, Any]) -> Iterator[Any]:
+        # Only a message that carries a context gets a span: one without would start a trace
+        # of its own, and what it decides falls back to the saga's start span at the relay.
+        if trace_id_from(delivery.headers) is None:
+            yield None
+            return
+        attributes = self._attributes(delivery, saga)
+        with consumer_span(name, {TRACEPARENT: delivery.headers[TRACEPARENT]}, attributes) as span:
+            yield span
+
+    @staticmethod
+    def _attributes(delivery: Delivery, saga: dict[str, Any]) -> dict[str, Any]:
+        return messaging_attributes(
+            operation="process",
+            exchange=delivery.exchange,
+            routing_key=delivery.routing_key,
+            message_id=delivery.message_id,
+            saga=saga,
+        )
 
     async def _decode(self, delivery: Delivery) -> AnyMessage | None:
         try:

@@ -313,7 +313,15 @@ class _Tx:
                 self.update(name, status=StepStatus.RUNNING, attempt=attempt)
                 self.forward_failed(name, error)
             return
-        cmd_id = message_id(self.state.saga_id, name, "undo" if compensation else "do", attempt)
+        # The version makes ids unique across operator retries (which restart attempt counts),
+        # while a replay of the same decision still computes the same id.
+        cmd_id = message_id(
+            self.state.saga_id,
+            name,
+            "undo" if compensation else "do",
+            attempt,
+            self.original.version,
+        )
         key = f"{self.state.saga_id}/{name}"
         deadline = self.at + spec.timeout
         action = payload.ACTION
@@ -853,7 +861,8 @@ def _on_retry(tx: _Tx, event: RetryRequested) -> None:
     else:
         for step in list(tx.steps.values()):
             if step.status in (StepStatus.FAILED, StepStatus.ABANDONED):
-                tx.update(step.name, status=StepStatus.PENDING, command_id=None)
+                # A fresh budget of attempts: the operator fixed what made them run out.
+                tx.update(step.name, status=StepStatus.PENDING, command_id=None, attempt=0)
         tx.state = tx.state.model_copy(update={"phase": "forward"})
     tx.state = tx.state.model_copy(update={"error": None})
     if tx.state.resources:

@@ -6,11 +6,20 @@ embedded demo) never collide on metric names; the service exposes its registry o
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from coordinator.model import SagaState
+
+TERMINAL = ("completed", "compensated", "failed", "compensation_failed", "cancelled")
+"""Saga statuses that end a saga."""
+STEP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
 
 class Metrics:
-    """Counters and gauges of one coordinator."""
+    """Counters, histograms and gauges of one coordinator."""
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -61,3 +70,57 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.sagas_started = Counter(
+            "convection_sagas_started",
+            "Sagas started, by saga type.",
+            ["saga_type"],
+            registry=r,
+        )
+        self.sagas_finished = Counter(
+            "convection_sagas_finished",
+            "Sagas that reached a terminal status, by saga type and outcome (that status).",
+            ["saga_type", "outcome"],
+            registry=r,
+        )
+        self.step_duration = Histogram(
+            "convection_step_duration_seconds",
+            "Duration of finished forward steps, by saga type, step (or group) and outcome.",
+            ["saga_type", "step", "outcome"],
+            buckets=STEP_BUCKETS,
+            registry=r,
+        )
+        self.sagas_in_flight = Gauge(
+            "convection_sagas_in_flight",
+            "Sagas not yet finished, by status (refreshed from the database on each scrape).",
+            ["status"],
+            registry=r,
+        )
+        self.sagas_stuck = Gauge(
+            "convection_sagas_stuck",
+            "Running or compensating sagas with a step past its deadline.",
+            registry=r,
+        )
+
+    def record(self, previous: SagaState | None, state: SagaState) -> None:
+        """Count what one applied decision changed: a start, an end, finished steps.
+
+        Called by the processor inside the transaction; a transaction retried after a
+        transient error may count twice, which a counter of events tolerates.
+        """
+        if previous is None:
+            self.sagas_started.labels(state.saga_type).inc()
+        if state.status in TERMINAL and (previous is None or previous.status not in TERMINAL):
+            self.sagas_finished.labels(state.saga_type, state.status.value).inc()
+        before = {s.name: s for s in previous.steps} if previous is not None else {}
+        for step in state.steps:
+            old = before.get(step.name)
+            if step.finished_at is None or step.started_at is None:
+                continue
+            if old is not None and old.finished_at == step.finished_at:
+                continue
+            if step.status.value not in ("succeeded", "failed"):
+                continue
+            seconds = (step.finished_at - step.started_at).total_seconds()
+            self.step_duration.labels(
+                state.saga_type, step.group or step.name, step.status.value
+            ).observe(max(seconds, 0.0))

@@ -44,7 +44,7 @@ def document() -> dict[str, Any]:
     verb = {
         "parameters": [_SAGA_ID],
         "requestBody": _REASON,
-        "responses": {"202": _ACCEPTED, **_errors(401, 403, 404, 409, 413, 422)},
+        "responses": {"202": _ACCEPTED, **_errors(400, 401, 403, 404, 409, 413, 422)},
     }
     return {
         "openapi": "3.1.0",

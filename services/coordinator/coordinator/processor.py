@@ -234,6 +234,7 @@ class Processor:
         else:
             await self.store.update_saga(u.conn, previous, state)
         await self.store.append_history(u.conn, state.saga_id, decision.history)
+        self.metrics.record(previous, state)
         await self._enqueue(u, self._messages(state, decision))
         if decision.withdraw:
             deleted = await self.store.withdraw(u.conn, decision.withdraw)

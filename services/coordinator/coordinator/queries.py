@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import SagaStatus
@@ -48,16 +48,7 @@ async def list_sagas(conn: AsyncConnection, f: SagaFilter, now: datetime) -> lis
     if f.until:
         stmt = stmt.where(c.created_at < f.until)
     if f.stuck:
-        s = t.saga_steps.c
-        overdue = exists().where(
-            and_(
-                s.saga_id == c.id,
-                s.deadline.is_not(None),
-                s.deadline < now,
-                or_(s.status == "running", s.comp_status == "running"),
-            )
-        )
-        stmt = stmt.where(c.status.in_(("running", "compensating")), overdue)
+        stmt = stmt.where(_stuck(now))
     stmt = stmt.order_by(c.created_at.desc(), c.id).limit(f.limit).offset(f.offset)
     rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
     current = await _current_steps(conn, [r["id"] for r in rows])
@@ -74,6 +65,31 @@ async def list_sagas(conn: AsyncConnection, f: SagaFilter, now: datetime) -> lis
         }
         for r in rows
     ]
+
+
+def _stuck(now: datetime) -> Any:
+    """Running or compensating, with a running step (or compensation) past its deadline."""
+    c, s = t.sagas.c, t.saga_steps.c
+    overdue = exists().where(
+        and_(
+            s.saga_id == c.id,
+            s.deadline.is_not(None),
+            s.deadline < now,
+            or_(s.status == "running", s.comp_status == "running"),
+        )
+    )
+    return and_(c.status.in_(("running", "compensating")), overdue)
+
+
+async def gauges(conn: AsyncConnection, now: datetime) -> tuple[dict[str, int], int]:
+    """Return (unfinished sagas by status, stuck sagas) for the metrics gauges."""
+    c = t.sagas.c
+    rows = await conn.execute(
+        select(c.status, func.count()).where(c.status.not_in(FINISHED)).group_by(c.status)
+    )
+    by_status = {str(status): int(n) for status, n in rows}
+    stuck = await conn.execute(select(func.count()).select_from(t.sagas).where(_stuck(now)))
+    return by_status, int(stuck.scalar() or 0)
 
 
 async def _current_steps(conn: AsyncConnection, ids: list[str]) -> dict[str, str]:

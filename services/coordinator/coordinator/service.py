@@ -18,9 +18,10 @@ from typing import Any, Self
 from prometheus_client import CollectorRegistry, start_http_server
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts import topology
+from contracts import SagaStatus, topology
 from convection.db import make_engine
 from convection.transport import Consumer, MemoryBroker, Transport, open_transport
+from coordinator import queries
 from coordinator.consumer import Handlers
 from coordinator.engine import Engine
 from coordinator.metrics import Metrics
@@ -34,6 +35,9 @@ from coordinator.timers import Timers
 from sagas import Registry, osm_registry
 
 logger = logging.getLogger(__name__)
+
+IN_FLIGHT = (SagaStatus.PENDING, SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+"""The statuses of sagas that have not finished, one gauge series each."""
 
 
 class Coordinator:
@@ -102,6 +106,10 @@ class Coordinator:
         async with self.db_engine.connect() as conn:
             backlog, oldest, _dead = await store.outbox_stats(conn)
             now = await store.now(conn)
+            by_status, stuck = await queries.gauges(conn, now)
+        for status in IN_FLIGHT:
+            self.metrics.sagas_in_flight.labels(status).set(by_status.get(status, 0))
+        self.metrics.sagas_stuck.set(stuck)
         self.metrics.outbox_backlog.set(backlog)
         self.metrics.outbox_oldest_age.set((now - oldest).total_seconds() if oldest else 0.0)
 

@@ -23,6 +23,8 @@ from typing import Any
 
 import aiohttp
 
+from convection.tracing import http_client_span
+
 _MAX_HEADER = 255
 
 
@@ -233,16 +235,21 @@ class OpenStackClient:
         headers: dict[str, str],
         params: dict[str, str] | None = None,
     ) -> tuple[int, dict[str, str], Any]:
+        headers = dict(headers)
         try:
-            async with self._http.request(
-                method, url, json=json, params=params, headers=headers, timeout=self._timeout
-            ) as response:
-                text = await response.text()
-                try:
-                    body: Any = await response.json(content_type=None) if text else None
-                except ValueError:
-                    body = text
-                return response.status, dict(response.headers), body
+            # A CLIENT span per call; its traceparent goes with the request, so the VIM's
+            # server span is its child.
+            with http_client_span(method, url, headers) as span:
+                async with self._http.request(
+                    method, url, json=json, params=params, headers=headers, timeout=self._timeout
+                ) as response:
+                    span.set_attribute("http.response.status_code", response.status)
+                    text = await response.text()
+                    try:
+                        body: Any = await response.json(content_type=None) if text else None
+                    except ValueError:
+                        body = text
+                    return response.status, dict(response.headers), body
         except aiohttp.ClientConnectorError as exc:
             raise VimUnreachable(f"cannot connect to {url}: {exc}") from exc
         except aiohttp.InvalidURL as exc:

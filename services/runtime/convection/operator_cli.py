@@ -22,6 +22,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -119,7 +120,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start a saga of SAGA_TYPE with the JSON input in --input."""
         try:
-            raw = sys.stdin.read() if input_file == "-" else open(input_file).read()  # noqa: SIM115
+            raw = sys.stdin.read() if input_file == "-" else Path(input_file).read_text()
             data = json.loads(raw)
         except (OSError, json.JSONDecodeError) as exc:
             Console(stderr=True).print(f"[red]error:[/] cannot read the input: {exc}")

@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import utc_now
 from contracts.base import JsonObject
+from convection.tracing import db_span
 
 METADATA = MetaData()
 """The participant's tables (created at start with `create_all`)."""
@@ -101,7 +102,7 @@ class Slot:
         query = select(REPLIES.c.outcome, REPLIES.c.result, REPLIES.c.error).where(
             and_(REPLIES.c.service == self._service, REPLIES.c.idempotency_key == key)
         )
-        row = (await self._execute(query)).first()
+        row = (await self._execute(query, "SELECT")).first()
         return None if row is None else StoredReply(row.outcome, row.result, row.error)
 
     async def compensated(self, forward_key: str) -> bool:
@@ -113,7 +114,7 @@ class Slot:
                 REPLIES.c.outcome == "succeeded",
             )
         )
-        return (await self._execute(query)).first() is not None
+        return (await self._execute(query, "SELECT")).first() is not None
 
     async def save(
         self,
@@ -138,20 +139,24 @@ class Slot:
         )
         if self._connection is not None:
             # The advisory lock guarantees nobody else stored this key meanwhile.
-            await self._connection.execute(statement)
+            with db_span("INSERT", REPLIES.name, self._engine.dialect.name):
+                await self._connection.execute(statement)
             return
         try:
-            async with self._engine.begin() as connection:
-                await connection.execute(statement)
+            with db_span("INSERT", REPLIES.name, self._engine.dialect.name):
+                async with self._engine.begin() as connection:
+                    await connection.execute(statement)
         except IntegrityError:
             # Another participant sharing this SQLite file stored it first; its answer stands.
             pass
 
-    async def _execute(self, query: Any) -> Any:
-        if self._connection is not None:
-            return await self._connection.execute(query)
-        async with self._engine.connect() as connection:
-            return await connection.execute(query)
+    async def _execute(self, query: Any, operation: str) -> Any:
+        # A CLIENT span per database call, under the adapter's consumer span.
+        with db_span(operation, REPLIES.name, self._engine.dialect.name):
+            if self._connection is not None:
+                return await self._connection.execute(query)
+            async with self._engine.connect() as connection:
+                return await connection.execute(query)
 
 
 class ReplyStore:
@@ -188,10 +193,11 @@ class ReplyStore:
                     yield Slot(self._service, None, self._engine)
                     return
                 async with self._connections, self._engine.begin() as connection:
-                    await connection.execute(
-                        text("SELECT pg_advisory_xact_lock(:lock_id)"),
-                        {"lock_id": _lock_id(self._service, lock_key)},
-                    )
+                    with db_span("SELECT", "pg_advisory_xact_lock", "postgresql"):
+                        await connection.execute(
+                            text("SELECT pg_advisory_xact_lock(:lock_id)"),
+                            {"lock_id": _lock_id(self._service, lock_key)},
+                        )
                     yield Slot(self._service, connection, self._engine)
         finally:
             self._waiters[lock_key] -= 1

@@ -15,8 +15,10 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import uuid
 from collections.abc import Iterator, Mapping, MutableMapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,10 +62,57 @@ def setup_tracing(service_name: str, *, env: Mapping[str, str] | None = None) ->
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
     name = env.get("OTEL_SERVICE_NAME") or service_name
-    provider = TracerProvider(resource=Resource.create({SERVICE_NAME: name}))
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider = TracerProvider(
+        resource=Resource.create({SERVICE_NAME: name}), id_generator=chosen_id_generator()
+    )
+    traces_endpoint = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or (
+        endpoint.rstrip("/") + "/v1/traces"
+    )
+    # The endpoint is passed on: `env` may not be the process environment (tests).
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_endpoint)))
     trace.set_tracer_provider(provider)
     return Tracing(enabled=True, provider=provider)
+
+
+_CHOSEN_SPAN_ID: ContextVar[int] = ContextVar("convection_chosen_span_id", default=0)
+
+
+def span_id_for(key: str) -> int:
+    """Return the deterministic 64-bit span id of `key` (a saga id, a message id...)."""
+    value = int(uuid.uuid5(uuid.NAMESPACE_URL, f"convection-span:{key}").hex[:16], 16)
+    return value or 1  # zero is the invalid span id
+
+
+def traceparent_for(trace_id: str, key: str) -> str:
+    """Return the traceparent of the span of `trace_id` whose id derives from `key`."""
+    return f"00-{trace_id}-{span_id_for(key):016x}-01"
+
+
+@contextmanager
+def chosen_span_id(span_id: int | None) -> Iterator[None]:
+    """Within the block, the next span started gets `span_id` (a no-op when None)."""
+    if span_id is None:
+        yield
+        return
+    token = _CHOSEN_SPAN_ID.set(span_id)
+    try:
+        yield
+    finally:
+        _CHOSEN_SPAN_ID.reset(token)
+
+
+def chosen_id_generator() -> Any:
+    """Return an SDK id generator that honours `chosen_span_id` (random ids otherwise)."""
+    from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
+
+    class _Ids(RandomIdGenerator):
+        # A span id chosen by `chosen_span_id` (a saga's start span, a step's producer span)
+        # lets another process name that span later without storing anything.
+        def generate_span_id(self) -> int:
+            chosen = _CHOSEN_SPAN_ID.get()
+            return chosen if chosen else super().generate_span_id()
+
+    return _Ids()
 
 
 def tracer() -> trace.Tracer:
@@ -144,12 +193,19 @@ def messaging_attributes(
 
 @contextmanager
 def producer_span(
-    name: str, parent: Context, attributes: Mapping[str, Any], links: list[Link] | None = None
+    name: str,
+    parent: Context,
+    attributes: Mapping[str, Any],
+    links: list[Link] | None = None,
+    *,
+    span_id: int | None = None,
 ) -> Iterator[Span]:
     """A PRODUCER span under `parent`; inside it, `inject` writes this span's context."""
-    with tracer().start_as_current_span(
-        name, context=parent, kind=SpanKind.PRODUCER, attributes=attributes, links=links or []
-    ) as span:
+    with chosen_span_id(span_id):
+        span = tracer().start_span(
+            name, context=parent, kind=SpanKind.PRODUCER, attributes=attributes, links=links or []
+        )
+    with trace.use_span(span, end_on_exit=True):
         yield span
 
 
@@ -159,11 +215,76 @@ def consumer_span(
     headers: Mapping[str, str],
     attributes: Mapping[str, Any],
     links: list[Link] | None = None,
+    *,
+    span_id: int | None = None,
 ) -> Iterator[Span]:
     """A CONSUMER span, child of the context carried by the message's headers."""
     parent = extract(headers)
+    with chosen_span_id(span_id):
+        span = tracer().start_span(
+            name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links or []
+        )
+    with trace.use_span(span, end_on_exit=True):
+        yield span
+
+
+@contextmanager
+def internal_span(name: str, attributes: Mapping[str, Any] | None = None) -> Iterator[Span]:
+    """A short INTERNAL span under the current one (e.g. a database call)."""
     with tracer().start_as_current_span(
-        name, context=parent, kind=SpanKind.CONSUMER, attributes=attributes, links=links or []
+        name, kind=SpanKind.INTERNAL, attributes=attributes or {}
+    ) as span:
+        yield span
+
+
+@contextmanager
+def db_span(operation: str, table: str, system: str = "postgresql") -> Iterator[Span]:
+    """A CLIENT span of one database call, named and attributed per the semantic conventions."""
+    attributes = {
+        "db.system.name": system,
+        "db.operation.name": operation,
+        "db.collection.name": table,
+    }
+    with tracer().start_as_current_span(
+        f"{operation} {table}", kind=SpanKind.CLIENT, attributes=attributes
+    ) as span:
+        yield span
+
+
+@contextmanager
+def http_client_span(method: str, url: str, headers: MutableMapping[str, str]) -> Iterator[Span]:
+    """A CLIENT span of one HTTP call; the request `headers` get its traceparent."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    attributes: dict[str, Any] = {
+        "http.request.method": method,
+        "url.full": url,
+        "server.address": parts.hostname or "",
+    }
+    if parts.port is not None:
+        attributes["server.port"] = parts.port
+    with tracer().start_as_current_span(
+        method, kind=SpanKind.CLIENT, attributes=attributes
+    ) as span:
+        inject(headers)
+        yield span
+
+
+@contextmanager
+def http_server_span(
+    method: str, route: str, path: str, headers: Mapping[str, str]
+) -> Iterator[Span]:
+    """A SERVER span of one HTTP request, child of the caller's traceparent if any."""
+    attributes = {"http.request.method": method, "http.route": route, "url.path": path}
+    carrier = {
+        k.lower(): v for k, v in headers.items() if k.lower() in ("traceparent", "tracestate")
+    }
+    with tracer().start_as_current_span(
+        f"{method} {route}",
+        context=extract(carrier),
+        kind=SpanKind.SERVER,
+        attributes=attributes,
     ) as span:
         yield span
 

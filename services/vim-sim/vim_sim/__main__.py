@@ -13,6 +13,7 @@ import sys
 
 from sqlalchemy.engine import make_url
 
+from convection.tracing import setup_logging, setup_tracing
 from vim_sim.errors import SettingsError
 from vim_sim.runner import VimSimulator
 from vim_sim.settings import VimSimSettings, load_settings
@@ -38,13 +39,18 @@ def _safe(url: str) -> str:
 
 def main() -> int:
     """Entry point; returns the process exit code."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    setup_logging("INFO")
     try:
         settings = load_settings()
     except SettingsError as exc:
         _log.error("%s", exc)
         return 2
-    asyncio.run(serve(settings))
+    tracing = setup_tracing("vim-sim")
+    try:
+        asyncio.run(serve(settings))
+    finally:
+        # Spans still in the batch processor are lost unless the provider is shut down.
+        tracing.shutdown()
     return 0
 
 

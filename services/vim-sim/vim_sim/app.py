@@ -13,6 +13,7 @@ from aiohttp.web_urldispatcher import AbstractRoute
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from convection.db import make_sessionmaker
+from convection.tracing import http_server_span
 from vim_sim.api_admin import AdminApi
 from vim_sim.api_catalog import CatalogApi
 from vim_sim.api_compute import ComputeApi
@@ -54,7 +55,9 @@ def create_app(
         *AdminApi(state).routes(),
     ]
     table: dict[AbstractRoute, Route] = {}
-    app = web.Application(middlewares=[_errors(table), _steer(table, identity, state.faults)])
+    app = web.Application(
+        middlewares=[_traced(), _errors(table), _steer(table, identity, state.faults)]
+    )
     for route in routes:
         table[app.router.add_route(route.method, route.path, route.handler)] = route
     app[STATE_KEY] = state
@@ -66,6 +69,25 @@ def create_app(
 
     app.on_startup.append(create_schema)
     return app
+
+
+def _traced() -> Middleware:
+    # Outermost: one SERVER span per request, child of the caller's traceparent, so the
+    # adapter's calls and what the VIM did for them sit in the saga's trace.
+    @web.middleware
+    async def traced(request: web.Request, handler: Handler) -> web.StreamResponse:
+        info = request.match_info.route.resource
+        route = info.canonical if info is not None else request.path
+        with http_server_span(request.method, route, request.path, request.headers) as span:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:
+                span.set_attribute("http.response.status_code", exc.status)
+                raise
+            span.set_attribute("http.response.status_code", response.status)
+            return response
+
+    return traced
 
 
 def _errors(table: dict[AbstractRoute, Route]) -> Middleware:
