@@ -254,6 +254,24 @@ class _Tx:
         self.steps[name] = new
         return new
 
+    def move(
+        self, name: str, kind: str, *, detail: dict[str, Any] | None = None, **changes: Any
+    ) -> StepState:
+        """Change a step's status (or its compensation's) and log that transition as `kind`."""
+        old = self.steps[name]
+        field = "comp_status" if "comp_status" in changes else "status"
+        new = self.update(name, **changes)
+        comp = field == "comp_status"
+        self.log(
+            kind,
+            step=name,
+            attempt=old.comp_attempt if comp else old.attempt,
+            from_status=getattr(old, field),
+            to_status=getattr(new, field),
+            detail=detail,
+        )
+        return new
+
     def decision(self) -> Decision:
         if self.verdict == "ignored":
             return Decision(state=self.original, verdict="ignored", note=self.note)
@@ -421,8 +439,9 @@ class _Tx:
             return
         seq = self.state.seq + 1
         self.state = self.state.model_copy(update={"seq": seq})
-        self.update(
+        self.move(
             name,
+            "step.succeeded",
             status=StepStatus.SUCCEEDED,
             result=clean,
             finished_at=self.at,
@@ -431,13 +450,6 @@ class _Tx:
             due_at=None,
             completed_seq=seq,
             error=None,
-        )
-        self.log(
-            "step.succeeded",
-            step=name,
-            attempt=step.attempt,
-            from_status=step.status,
-            to_status=StepStatus.SUCCEEDED,
         )
 
     def transient(self, name: str, error: ErrorInfo, *, uncertain: bool) -> None:
@@ -451,25 +463,22 @@ class _Tx:
             "deadline": None,
         }
         if self.state.status is S.COMPENSATING:
-            self.update(name, status=StepStatus.ABANDONED, **marks)
-            self.log(
+            self.move(
+                name,
                 "step.abandoned",
-                step=name,
-                attempt=step.attempt,
-                from_status=step.status,
-                to_status=StepStatus.ABANDONED,
                 detail={"error": error.model_dump()},
+                status=StepStatus.ABANDONED,
+                **marks,
             )
         elif unlimited or step.attempt < policy.maximum_attempts:
             due = self.at + policy.delay(step.attempt, f"{self.state.saga_id}/{name}")
-            self.update(name, status=StepStatus.RETRY_WAIT, due_at=due, **marks)
-            self.log(
+            self.move(
+                name,
                 "step.retry_scheduled",
-                step=name,
-                attempt=step.attempt,
-                from_status=step.status,
-                to_status=StepStatus.RETRY_WAIT,
                 detail={"due_at": due.isoformat(), "error": error.model_dump()},
+                status=StepStatus.RETRY_WAIT,
+                due_at=due,
+                **marks,
             )
         else:
             self.update(name, **marks)
@@ -481,22 +490,16 @@ class _Tx:
 
     def forward_failed(self, name: str, error: ErrorInfo) -> None:
         step = self.steps[name]
-        self.update(
+        self.move(
             name,
+            "step.failed",
+            detail={"error": error.model_dump()},
             status=StepStatus.FAILED,
             error=error,
             finished_at=self.at,
             command_id=None,
             deadline=None,
             due_at=None,
-        )
-        self.log(
-            "step.failed",
-            step=name,
-            attempt=step.attempt,
-            from_status=step.status,
-            to_status=StepStatus.FAILED,
-            detail={"error": error.model_dump()},
         )
         if self.state.status is not S.RUNNING:
             return
@@ -513,14 +516,7 @@ class _Tx:
         self.saga_status(S.COMPENSATING, step=step)
         for other in list(self.steps.values()):
             if other.status is StepStatus.RETRY_WAIT:
-                self.update(other.name, status=StepStatus.ABANDONED, due_at=None)
-                self.log(
-                    "step.abandoned",
-                    step=other.name,
-                    attempt=other.attempt,
-                    from_status=StepStatus.RETRY_WAIT,
-                    to_status=StepStatus.ABANDONED,
-                )
+                self.move(other.name, "step.abandoned", status=StepStatus.ABANDONED, due_at=None)
             elif other.status is StepStatus.RUNNING and other.command_id:
                 self.withdraw.append(other.command_id)
         self.advance_compensation()
@@ -563,9 +559,9 @@ class _Tx:
             self.advance_compensation()  # a payload bug failed one at once: settle the stage
 
     def comp_succeeded(self, name: str) -> None:
-        step = self.steps[name]
-        self.update(
+        self.move(
             name,
+            "compensation.succeeded",
             comp_status=CompStatus.DONE,
             comp_finished_at=self.at,
             command_id=None,
@@ -573,34 +569,21 @@ class _Tx:
             due_at=None,
             comp_error=None,
         )
-        self.log(
-            "compensation.succeeded",
-            step=name,
-            attempt=step.comp_attempt,
-            from_status=step.comp_status,
-            to_status=CompStatus.DONE,
-        )
 
     def comp_transient(self, name: str, error: ErrorInfo) -> None:
         step = self.steps[name]
         policy = self.saga.retry_of(self.planned(name).spec, compensation=True)
         if step.comp_attempt < policy.maximum_attempts:
             due = self.at + policy.delay(step.comp_attempt, f"{self.state.saga_id}/{name}/undo")
-            self.update(
+            self.move(
                 name,
+                "compensation.retry_scheduled",
+                detail={"due_at": due.isoformat(), "error": error.model_dump()},
                 comp_status=CompStatus.RETRY_WAIT,
                 due_at=due,
                 comp_error=error,
                 command_id=None,
                 deadline=None,
-            )
-            self.log(
-                "compensation.retry_scheduled",
-                step=name,
-                attempt=step.comp_attempt,
-                from_status=step.comp_status,
-                to_status=CompStatus.RETRY_WAIT,
-                detail={"due_at": due.isoformat(), "error": error.model_dump()},
             )
         else:
             self.comp_failed(
@@ -613,23 +596,16 @@ class _Tx:
             )
 
     def comp_failed(self, name: str, error: ErrorInfo) -> None:
-        step = self.steps[name]
-        self.update(
+        self.move(
             name,
+            "compensation.failed",
+            detail={"error": error.model_dump()},
             comp_status=CompStatus.FAILED,
             comp_error=error,
             command_id=None,
             deadline=None,
             due_at=None,
             comp_finished_at=self.at,
-        )
-        self.log(
-            "compensation.failed",
-            step=name,
-            attempt=step.comp_attempt,
-            from_status=step.comp_status,
-            to_status=CompStatus.FAILED,
-            detail={"error": error.model_dump()},
         )
 
 
