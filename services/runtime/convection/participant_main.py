@@ -19,6 +19,7 @@ creates the `adapter` group and the others add to it, so the packages stay indep
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -33,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.topology import standard_topology
 from convection.db import make_engine
+from convection.health import Heartbeat
 from convection.participant import FAILPOINTS
 from convection.tracing import setup_logging, setup_tracing
 from convection.transport import Transport, TransportError, open_transport
@@ -53,6 +55,7 @@ class ParticipantSettings(BaseSettings):
         prefetch: Deliveries in flight at once.
         failpoint: A failpoint to crash on (tests only).
         log_level: Logging level name.
+        health_file: A heartbeat file to touch while the broker connection is up.
     """
 
     model_config = SettingsConfigDict(env_prefix="CONVECTION_", frozen=True, extra="ignore")
@@ -62,6 +65,7 @@ class ParticipantSettings(BaseSettings):
     prefetch: Annotated[int, Field(ge=1, le=1000)] = 16
     failpoint: str | None = None
     log_level: str = "INFO"
+    health_file: str | None = None
 
     @field_validator("db_url")
     @classmethod
@@ -109,7 +113,17 @@ async def serve(settings: S, runner: Runner[S]) -> None:
     engine = make_engine(settings.db_url, pool_size=settings.prefetch)
     try:
         async with open_transport(settings.amqp_url, standard_topology()) as transport:
-            await runner(settings, transport, engine, stop)
+            beat = None
+            if settings.health_file:
+                # Container health checks read this file (`convection health --file ...`).
+                beat = asyncio.create_task(Heartbeat(settings.health_file, transport.ping).run())
+            try:
+                await runner(settings, transport, engine, stop)
+            finally:
+                if beat is not None:
+                    beat.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await beat
     finally:
         await engine.dispose()
 
