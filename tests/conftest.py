@@ -35,3 +35,10 @@ def fresh_amqp_url() -> Iterator[str]:
     """A fresh RabbitMQ virtual host for one test."""
     with rabbitmq_vhost() as url:
         yield url
+
+
+@pytest.fixture(scope="module")
+def urls() -> Iterator[tuple[str, str]]:
+    """A RabbitMQ vhost and a PostgreSQL database shared by one test module."""
+    with rabbitmq_vhost() as amqp_url, postgres_database() as pg_url:
+        yield amqp_url, pg_url

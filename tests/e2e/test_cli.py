@@ -17,7 +17,7 @@ import select
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,13 +25,11 @@ from typing import Any
 import pytest
 import pytest_asyncio
 
-from contracts import Command
 from convection.client import Client
 from coordinator.api import ApiServer, ApiSettings
 from coordinator.service import Coordinator
-from tests.integration.coord_support import eventually, migrate, open_client, settings
-from tests.integration.test_api import UndoFailing
-from tests.services import postgres_database, rabbitmq_vhost
+from tests.integration.coord_support import eventually, migrate, settings
+from tests.integration.test_api import UndoFailing, steered_participant
 from tests.unit.world import example
 
 pytestmark = [pytest.mark.amqp, pytest.mark.postgres, pytest.mark.asyncio(loop_scope="module")]
@@ -91,29 +89,11 @@ class Rig:
         await eventually(reached, within=20)
 
 
-@pytest.fixture(scope="module")
-def urls() -> Iterator[tuple[str, str]]:
-    with rabbitmq_vhost() as amqp_url, postgres_database() as pg_url:
-        yield amqp_url, pg_url
-
-
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def rig(urls: tuple[str, str]) -> AsyncIterator[Rig]:
     amqp_url, pg_url = urls
     await migrate(pg_url)
-    participant = UndoFailing(await open_client(amqp_url))
-    hold: set[str] = set()
-    fail: set[str] = set()
-
-    def choose(cmd: Command) -> str | None:
-        if cmd.saga_id in hold and cmd.step == "ns-record":
-            return "hold"
-        if cmd.saga_id in fail and cmd.step in ("networks", "validate"):
-            return "failed"
-        return None
-
-    participant.choose = choose
-    await participant.start()
+    participant, hold, fail = await steered_participant(amqp_url)
     tokens: Any = {OPERATOR: {"role": "operator", "name": "bob"}, READER: "reader"}
     try:
         async with Coordinator(settings(amqp_url, pg_url)) as coordinator:

@@ -8,7 +8,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -35,7 +35,6 @@ from tests.integration.coord_support import (
     open_client,
     settings,
 )
-from tests.services import postgres_database, rabbitmq_vhost
 from tests.unit.world import example
 
 pytestmark = [pytest.mark.amqp, pytest.mark.postgres, pytest.mark.asyncio(loop_scope="module")]
@@ -130,16 +129,8 @@ class Api:
         return await self.saga(saga_id)
 
 
-@pytest.fixture(scope="module")
-def urls() -> Iterator[tuple[str, str]]:
-    with rabbitmq_vhost() as amqp_url, postgres_database() as pg_url:
-        yield amqp_url, pg_url
-
-
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def api(urls: tuple[str, str]) -> AsyncIterator[Api]:
-    amqp_url, pg_url = urls
-    await migrate(pg_url)
+async def steered_participant(amqp_url: str) -> tuple[UndoFailing, set[str], set[str]]:
+    """A started fake participant: sagas in `hold` wait at ns-record, those in `fail` fail."""
     participant = UndoFailing(await open_client(amqp_url))
     hold: set[str] = set()
     fail: set[str] = set()
@@ -153,6 +144,14 @@ async def api(urls: tuple[str, str]) -> AsyncIterator[Api]:
 
     participant.choose = choose
     await participant.start()
+    return participant, hold, fail
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def api(urls: tuple[str, str]) -> AsyncIterator[Api]:
+    amqp_url, pg_url = urls
+    await migrate(pg_url)
+    participant, hold, fail = await steered_participant(amqp_url)
     db = Db(pg_url)
     # Timers tick at start, then not for minutes: a step may stay past its deadline (stuck).
     coord_settings = settings(amqp_url, pg_url, timer_interval=300)

@@ -676,15 +676,20 @@ def _on_reply(tx: _Tx, event: StepReplied) -> None:
     tx.advance()
 
 
+def _heartbeat(tx: _Tx, step: StepState, event: StepReplied) -> None:
+    # A progress reply moves the deadline of the attempt in flight, forward or compensation.
+    progress = event.reply.progress
+    tx.update(
+        step.name,
+        deadline=event.at + tx.planned(step.name).spec.timeout,
+        progress=progress.message if progress else None,
+    )
+
+
 def _forward_reply(tx: _Tx, step: StepState, event: StepReplied) -> None:
     reply = event.reply
     if reply.outcome == "progress":
-        deadline = event.at + tx.planned(step.name).spec.timeout
-        tx.update(
-            step.name,
-            deadline=deadline,
-            progress=reply.progress.message if reply.progress else None,
-        )
+        _heartbeat(tx, step, event)
     elif reply.outcome == "succeeded":
         tx.succeeded(step.name, reply.result or {})
     elif reply.outcome == "failed":
@@ -698,12 +703,7 @@ def _forward_reply(tx: _Tx, step: StepState, event: StepReplied) -> None:
 def _comp_reply(tx: _Tx, step: StepState, event: StepReplied) -> None:
     reply = event.reply
     if reply.outcome == "progress":
-        deadline = event.at + tx.planned(step.name).spec.timeout
-        tx.update(
-            step.name,
-            deadline=deadline,
-            progress=reply.progress.message if reply.progress else None,
-        )
+        _heartbeat(tx, step, event)
     elif reply.outcome == "succeeded":
         tx.comp_succeeded(step.name)
     elif reply.outcome == "failed":
