@@ -1,23 +1,17 @@
 """Convection saga definitions: the DSL and the OSM operations. Pure: no I/O."""
 
 from sagas import ns, vim_account
-from sagas.dsl import (
+from sagas.dsl import RawResults, Registry, Saga
+from sagas.kinds import (
     DEFAULT_COMPENSATION_RETRY,
     DEFAULT_RETRY,
-    BuildContext,
-    ForEach,
     LockPolicy,
-    Parallel,
-    PlannedStep,
-    Registry,
     RetryPolicy,
-    Saga,
     SagaDefinitionError,
-    Stage,
-    Step,
     StepKind,
     UndeclaredResultError,
 )
+from sagas.steps import BuildContext, ForEach, Parallel, PlannedStep, Stage, Step
 
 OSM_SAGAS = (
     vim_account.create_vim_account,
@@ -43,6 +37,7 @@ __all__ = [
     "LockPolicy",
     "Parallel",
     "PlannedStep",
+    "RawResults",
     "Registry",
     "RetryPolicy",
     "Saga",

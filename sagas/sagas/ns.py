@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from contracts import lcm, ro, vim
 from contracts.base import Identifier, JsonObject, Name
-from sagas.dsl import BuildContext, ForEach, LockPolicy, Saga, Step, StepKind
+from sagas.dsl import Saga
+from sagas.kinds import LockPolicy, StepKind
+from sagas.steps import BuildContext, ForEach, Step
 
 
 class _Input(BaseModel):

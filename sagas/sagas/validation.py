@@ -3,22 +3,54 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel
 
 from contracts import Action
+from sagas.kinds import LockPolicy, SagaDefinitionError, StepKind
+from sagas.steps import ForEach, Parallel, Stage, Step, all_steps
 
-if TYPE_CHECKING:
-    from sagas.dsl import Saga, Step
+
+class Definition(Protocol):
+    """What validation reads of a saga definition (`sagas.Saga` has all of it)."""
+
+    @property
+    def name(self) -> str:
+        """The saga type's name."""
+
+    @property
+    def input(self) -> type[Any]:
+        """The input model."""
+
+    @property
+    def stages(self) -> tuple[Stage, ...]:
+        """The stages, in order."""
+
+    @property
+    def lock_policy(self) -> LockPolicy:
+        """What happens when a resource is held."""
+
+    @property
+    def supersedes(self) -> tuple[str, ...]:
+        """Saga types this one cancels when it supersedes."""
+
+    @property
+    def resources(self) -> Callable[[Any], Sequence[str]] | None:
+        """The resources the saga holds."""
+
+    @property
+    def timeout(self) -> timedelta | None:
+        """The saga's deadline."""
+
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 
-def validate(saga: Saga[Any]) -> tuple[str, ...]:
+def validate(saga: Definition) -> tuple[str, ...]:
     """Check every rule of `saga`; return its step and group names in stage order."""
-    from sagas.dsl import ForEach, LockPolicy, Parallel, SagaDefinitionError, Step, StepKind
 
     def fail(step: str | None, rule: str, detail: str) -> SagaDefinitionError:
         return SagaDefinitionError(saga.name, step, rule, detail)
@@ -59,7 +91,7 @@ def validate(saga: Saga[Any]) -> tuple[str, ...]:
             groups.add(group)
         stage_names: set[str] = set()
         for step in members:
-            kind = _check_step(saga, step, fail, StepKind)
+            kind = _check_step(step, fail)
             if step.name in names or step.name in stage_names:
                 raise fail(step.name, "unique step names", "the name is used twice")
             if kind is StepKind.PIVOT and group is not None:
@@ -89,13 +121,13 @@ def validate(saga: Saga[Any]) -> tuple[str, ...]:
             earlier.update(stage_names)
             if isinstance(stage, Parallel):
                 earlier.add(stage.name)
-    pivots = [s.name for s in _all_steps(saga) if s.resolved_kind is StepKind.PIVOT]
+    pivots = [s.name for s in all_steps(saga.stages) if s.resolved_kind is StepKind.PIVOT]
     if len(pivots) > 1:
         raise fail(pivots[1], "a saga has at most one pivot", f"pivots: {pivots}")
     return tuple(names)
 
 
-def _check_step(saga: Saga[Any], step: Step, fail: Any, step_kind: Any) -> Any:
+def _check_step(step: Step, fail: Any) -> StepKind:
     if not _NAME.match(step.name):
         raise fail(step.name, "step names are lower-case names", f"{step.name!r}")
     if not (isinstance(step.action, type) and issubclass(step.action, Action)):
@@ -105,7 +137,7 @@ def _check_step(saga: Saga[Any], step: Step, fail: Any, step_kind: Any) -> Any:
     if step.timeout <= timedelta(0):
         raise fail(step.name, "timeouts are positive", f"{step.timeout}")
     kind = step.resolved_kind
-    if kind is step_kind.COMPENSATABLE:
+    if kind is StepKind.COMPENSATABLE:
         if step.compensation is None or step.undo is None:
             raise fail(
                 step.name,
@@ -131,23 +163,7 @@ def _check_step(saga: Saga[Any], step: Step, fail: Any, step_kind: Any) -> Any:
     return kind
 
 
-def _all_steps(saga: Saga[Any]) -> list[Step]:
-    from sagas.dsl import ForEach, Parallel
-
-    out: list[Step] = []
-    for stage in saga.stages:
-        if isinstance(stage, Parallel):
-            out.extend(stage.steps)
-        elif isinstance(stage, ForEach):
-            out.append(stage.step)
-        else:
-            out.append(stage)
-    return out
-
-
-def _all_names(saga: Saga[Any]) -> set[str]:
-    from sagas.dsl import ForEach, Parallel
-
-    names = {s.name for s in _all_steps(saga)}
+def _all_names(saga: Definition) -> set[str]:
+    names = {s.name for s in all_steps(saga.stages)}
     names.update(st.name for st in saga.stages if isinstance(st, Parallel | ForEach))
     return names

@@ -9,7 +9,9 @@ from pydantic import BaseModel, ConfigDict
 
 from contracts import vim
 from contracts.base import Identifier
-from sagas.dsl import BuildContext, LockPolicy, Saga, Step, StepKind
+from sagas.dsl import Saga
+from sagas.kinds import LockPolicy, StepKind
+from sagas.steps import BuildContext, Step
 
 
 class VimAccountDeleteInput(BaseModel):

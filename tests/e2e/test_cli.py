@@ -28,6 +28,7 @@ import pytest_asyncio
 from convection.client import Client
 from coordinator.api import ApiServer, ApiSettings
 from coordinator.service import Coordinator
+from sagas import osm_registry
 from tests.integration.coord_support import eventually, migrate, settings
 from tests.integration.test_api import UndoFailing, steered_participant
 from tests.unit.world import example
@@ -96,7 +97,7 @@ async def rig(urls: tuple[str, str]) -> AsyncIterator[Rig]:
     participant, hold, fail = await steered_participant(amqp_url)
     tokens: Any = {OPERATOR: {"role": "operator", "name": "bob"}, READER: "reader"}
     try:
-        async with Coordinator(settings(amqp_url, pg_url)) as coordinator:
+        async with Coordinator(settings(amqp_url, pg_url), registry=osm_registry()) as coordinator:
             server = ApiServer(coordinator, ApiSettings(port=0, tokens=tokens))
             url = await server.start()
             try:

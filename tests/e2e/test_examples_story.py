@@ -34,6 +34,21 @@ async def _spawn(env: dict[str, str], logs: Path) -> list[asyncio.subprocess.Pro
     return procs
 
 
+async def _listening(port: int, within: float = 60.0) -> None:
+    # The services start in any order; a saga started before the VIM listens would meet an
+    # unreachable VIM, which is not the story the examples tell.
+    async with asyncio.timeout(within):
+        while True:
+            try:
+                _reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.2)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            return
+
+
 async def _stop(procs: list[asyncio.subprocess.Process]) -> list[int | None]:
     for p in procs:
         if p.returncode is None:
@@ -66,6 +81,7 @@ async def test_examples_published_in_order_give_the_documented_outcomes(
     }
     # The examples' VIM account points at the simulator's default address, 127.0.0.1:6080.
     procs = await _spawn(env, tmp_path)
+    await _listening(6080)
     connection = await aio_pika.connect_robust(fresh_amqp_url)
     try:
         channel = await connection.channel()

@@ -23,7 +23,7 @@ import pytest
 from sqlalchemy import select
 
 from convection.tracing import new_traceparent, trace_id_of
-from coordinator import tables
+from coordinator.store import tables
 from tests.e2e.otlp_receiver import (
     KIND_CLIENT,
     KIND_CONSUMER,

@@ -16,10 +16,10 @@ import contracts
 from contracts import Command, ErrorInfo, StartSaga, decode, encode, topology
 from convection.db import make_engine
 from convection.transport import Consumer, Delivery, Transport, open_transport
-from coordinator import tables
-from coordinator.schema import upgrade_engine
 from coordinator.service import Coordinator
 from coordinator.settings import CoordinatorSettings
+from coordinator.store import tables, upgrade_engine
+from sagas import osm_registry
 from tests.unit.world import fake_result
 
 Outcome = str
@@ -213,7 +213,7 @@ async def running_rig(amqp_url: str, pg_url: str) -> AsyncIterator[Rig]:
     await participant.start()
     db = Db(pg_url)
     try:
-        async with Coordinator(settings(amqp_url, pg_url)) as coordinator:
+        async with Coordinator(settings(amqp_url, pg_url), registry=osm_registry()) as coordinator:
             yield Rig(coordinator, participant, client, db)
     finally:
         await participant.stop()

@@ -16,17 +16,17 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from prometheus_client import CollectorRegistry
 from sqlalchemy import update
 
 import contracts
 from contracts import Command, ErrorInfo, decode, encode, topology
 from convection.db import make_engine
 from convection.transport import Delivery, Transport
-from coordinator import tables
 from coordinator.api import ROUTES, ApiServer, ApiSettings
 from coordinator.openapi import document
-from coordinator.service import Coordinator
+from coordinator.service import Coordinator, readiness
+from coordinator.store import tables
+from sagas import osm_registry
 from tests.integration.coord_support import (
     Db,
     Participant,
@@ -157,7 +157,10 @@ async def api(urls: tuple[str, str]) -> AsyncIterator[Api]:
     coord_settings = settings(amqp_url, pg_url, timer_interval=300)
     api_settings = ApiSettings(port=0, tokens=TOKENS, max_body_bytes=4096)
     try:
-        async with Coordinator(coord_settings) as coordinator, aiohttp.ClientSession() as session:
+        async with (
+            Coordinator(coord_settings, registry=osm_registry()) as coordinator,
+            aiohttp.ClientSession() as session,
+        ):
             server = ApiServer(coordinator, api_settings)
             url = await server.start()
             try:
@@ -560,12 +563,13 @@ class _Unreachable:
     transport: Transport
     db_engine: Any
     registry: Any = None
-    processor: Any = None
     operations: Any = None
-    metrics_registry: CollectorRegistry = field(default_factory=CollectorRegistry)
 
-    async def refresh_gauges(self) -> None:
-        return None
+    async def readiness(self) -> dict[str, str]:
+        return await readiness(self.db_engine, self.transport)
+
+    async def metrics_text(self) -> bytes:
+        return b""
 
 
 async def test_readyz_is_503_when_the_database_is_unreachable(api: Api) -> None:

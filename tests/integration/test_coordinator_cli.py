@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from coordinator.schema import head_revision
+from coordinator.store import head_revision
 
 pytestmark = [pytest.mark.postgres]
 

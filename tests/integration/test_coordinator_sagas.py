@@ -8,8 +8,9 @@ import pytest
 import pytest_asyncio
 
 from convection.db import make_engine
-from coordinator.schema import SchemaBehind
+from coordinator.errors import SchemaBehind
 from coordinator.service import Coordinator
+from sagas import osm_registry
 from tests.integration.coord_support import Rig, eventually, running_rig, settings, start_saga
 from tests.services import postgres_database, rabbitmq_vhost
 from tests.unit.world import example
@@ -120,7 +121,7 @@ async def test_cancel_withdraws_and_compensates(rig: Rig) -> None:
     unknown = await rig.coordinator.cancel("nope", "x")
     assert (unknown.kind, unknown.reason) == ("rejected", "unknown_saga")
     listed = await rig.coordinator.list_sagas(status="compensating")
-    assert [s["id"] for s in listed] == ["cancel-1"]
+    assert [s["saga_id"] for s in listed] == ["cancel-1"]
 
 
 async def test_the_coordinator_refuses_a_database_behind(fresh_pg_url: str) -> None:
@@ -129,6 +130,7 @@ async def test_the_coordinator_refuses_a_database_behind(fresh_pg_url: str) -> N
         with pytest.raises(SchemaBehind, match="convection db upgrade"):
             await Coordinator(
                 settings("amqp://guest:guest@127.0.0.1:5672/none", fresh_pg_url),
+                registry=osm_registry(),
                 db_engine=engine,
             ).start()
     finally:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from coordinator import states
+from coordinator.core import states
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,4 +21,4 @@ def test_readme_shows_the_real_ns_instantiate_definition() -> None:
 
 def test_state_diagram_is_generated_from_the_transition_table() -> None:
     doc = (ROOT / "docs" / "states.md").read_text()
-    assert states.mermaid() in doc, "regenerate docs/states.md: python -m coordinator.states"
+    assert states.mermaid() in doc, "regenerate docs/states.md: python -m coordinator.diagram"

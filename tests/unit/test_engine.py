@@ -8,18 +8,20 @@ import pytest
 
 import contracts
 from contracts import ErrorInfo, SagaStatus
-from coordinator.engine import Engine, InvalidInput, UnknownSagaType
-from coordinator.model import (
+from coordinator.core import (
     CancelRequested,
+    CompStatus,
+    Engine,
     RetryDue,
     RetryRequested,
     SagaState,
     SagaTimedOut,
     SkipRequested,
     StepReplied,
+    StepStatus,
     StepTimedOut,
 )
-from coordinator.states import CompStatus, StepStatus
+from coordinator.errors import InvalidInput, UnknownSagaType
 from sagas import osm_registry
 from tests.unit.world import T0, World, example
 

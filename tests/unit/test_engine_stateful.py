@@ -13,15 +13,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from contracts import SagaStatus
-from coordinator.model import (
+from coordinator.core import (
     CancelRequested,
+    CompStatus,
     RetryDue,
     RetryRequested,
     SagaTimedOut,
     SkipRequested,
+    StepStatus,
     StepTimedOut,
 )
-from coordinator.states import CompStatus, StepStatus
 from sagas import StepKind
 from tests.unit.world import World, example
 

@@ -33,8 +33,10 @@ ALLOWED = {
 # The pure layers may use only the standard library and pydantic: no I/O library at all.
 PURE_THIRD_PARTY = {"pydantic", "pydantic_core", "typing_extensions"}
 PURE = {"contracts", "sagas"}
-# The engine is pure too: it may not import anything that does I/O, nor read the clock.
-ENGINE_MODULES = ("engine.py", "states.py", "locks.py")
+# The coordinator's core is pure too, as a whole folder: no I/O, no clock, no environment.
+CORE = PACKAGES["coordinator"] / "core"
+# What the core may import from the coordinator outside itself: its pure error tree.
+CORE_MAY_IMPORT = {"coordinator.errors"}
 IO_MODULES = {
     "asyncio",
     "socket",
@@ -50,17 +52,73 @@ IO_MODULES = {
     "threading",
     "convection",
     "logging",
+    "sys",
+    "signal",
+    "io",
+    "pathlib",
+    "shutil",
+    "tempfile",
+    "glob",
+    "multiprocessing",
+    "concurrent",
+    "http",
+    "urllib",
+    "ssl",
+    "select",
+    "selectors",
+    "importlib",
+    "sqlite3",
+    "opentelemetry",
+    "prometheus_client",
+    "tenacity",
+    "alembic",
+    "pydantic_settings",
+}
+# Calls that read the clock, the environment, randomness or files, by their last name.
+IMPURE_CALLS = {
+    "now",
+    "utcnow",
+    "today",
+    "time",
+    "monotonic",
+    "perf_counter",
+    "utc_now",
+    "getenv",
+    "open",
+    "uuid1",
+    "uuid4",
+    "urandom",
+    "random",
 }
 
 
+def _impure_uses(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in IMPURE_CALLS:
+                found.add(f"{name}()")
+        elif (isinstance(node, ast.Attribute) and node.attr == "environ") or (
+            isinstance(node, ast.Name) and node.id == "environ"
+        ):
+            found.add("environ")
+    return found
+
+
 def _imports(path: Path) -> set[str]:
+    return {name.split(".")[0] for name in _full_imports(path)}
+
+
+def _full_imports(path: Path) -> set[str]:
     tree = ast.parse(path.read_text(), filename=str(path))
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
-            found.update(alias.name.split(".")[0] for alias in node.names)
+            found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            found.add(node.module.split(".")[0])
+            found.add(node.module)
     return found
 
 
@@ -80,17 +138,48 @@ def test_dependencies_point_one_way(package: str) -> None:
     assert not bad, "\n".join(bad)
 
 
-def test_engine_does_no_io() -> None:
-    coordinator = PACKAGES["coordinator"]
-    for name in ENGINE_MODULES:
-        path = coordinator / name
-        if not path.exists():
-            continue
-        bad = _imports(path) & IO_MODULES
-        assert not bad, f"{name} imports {bad}: the engine must stay pure"
-        text = path.read_text()
-        for call in ("datetime.now", "utcnow(", "time.time", "utc_now("):
-            assert call not in text, f"{name} reads the clock ({call})"
+def core_impurities(core: Path = CORE) -> list[str]:
+    """Return every import of I/O or of the shell, and every clock or environment read."""
+    bad = []
+    for path in sorted(core.rglob("*.py")):
+        name = path.relative_to(core.parent)
+        for module in sorted(_full_imports(path)):
+            top = module.split(".")[0]
+            if top in IO_MODULES:
+                bad.append(f"{name} imports {module} (the core does no I/O)")
+            elif top == "coordinator" and not (
+                module.startswith("coordinator.core") or module in CORE_MAY_IMPORT
+            ):
+                bad.append(f"{name} imports {module} (the core does not reach into the shell)")
+        uses = sorted(_impure_uses(path))
+        bad.extend(f"{name} reads the clock or the environment ({u})" for u in uses)
+    return bad
+
+
+def test_the_core_folder_is_pure() -> None:
+    assert CORE.is_dir()
+    bad = core_impurities()
+    assert not bad, "\n".join(bad)
+
+
+def test_the_purity_check_catches_an_impure_core_module(tmp_path: Path) -> None:
+    core = tmp_path / "core"
+    core.mkdir()
+    (core / "good.py").write_text("from contracts import Reply\nfrom coordinator.errors import X\n")
+    assert core_impurities(core) == []
+    (core / "bad.py").write_text(
+        "import sqlalchemy\nfrom coordinator.store import Store\n"
+        "import os\nx = os.environ\nfrom datetime import datetime\ny = datetime.now()\n"
+    )
+    found = "\n".join(core_impurities(core))
+    for needle in ("sqlalchemy", "coordinator.store", "imports os", "(environ)", "(now())"):
+        assert needle in found
+
+
+def test_core_modules_stay_small() -> None:
+    for path in CORE.rglob("*.py"):
+        lines = len(path.read_text().splitlines())
+        assert lines <= 300, f"{path.relative_to(ROOT)} has {lines} lines (the core keeps <= 300)"
 
 
 def test_every_member_is_a_real_package() -> None:

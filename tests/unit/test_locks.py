@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from coordinator import locks
-from coordinator.locks import Claimant
+from coordinator.core import locks
+from coordinator.core.locks import Claimant
 from sagas import LockPolicy
 
 A = Claimant("a", "ns.instantiate")

@@ -7,6 +7,7 @@ from pathlib import Path
 from contracts import topology
 from convection.transport import MemoryBroker, open_transport
 from coordinator.service import Coordinator
+from sagas import osm_registry
 from tests.integration.coord_support import Participant, eventually, migrate, settings, start_saga
 from tests.unit.world import example
 
@@ -27,7 +28,9 @@ async def test_sagas_complete_and_compensate_on_sqlite_and_the_memory_broker(
     participant.outcomes["vdus:vnf-app"] = "failed"
     config = settings("memory://", db_url)
     try:
-        async with Coordinator(config, memory_broker=broker) as coordinator:
+        async with Coordinator(
+            config, registry=osm_registry(), memory_broker=broker
+        ) as coordinator:
             await start_saga(client, "vim-account.create", "v1", example("vim-account.create"))
             await start_saga(client, "ns.instantiate", "n1", example("ns.instantiate"))
 

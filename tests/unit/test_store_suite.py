@@ -14,12 +14,11 @@ from sqlalchemy.engine import Connection
 
 from contracts import SagaStatus
 from convection.db import make_engine
-from coordinator import locks
-from coordinator.dialect import ConcurrentUpdate
-from coordinator.model import SagaState
-from coordinator.schema import check_schema, current_revision, head_revision, upgrade_engine
-from coordinator.store import OutboxMessage, Store
-from coordinator.tables import metadata
+from coordinator.core import SagaState, locks
+from coordinator.errors import ConcurrentUpdate
+from coordinator.store import OutboxMessage, SagaFilter, Store
+from coordinator.store.schema import check_schema, current_revision, head_revision, upgrade_engine
+from coordinator.store.tables import metadata
 from sagas import LockPolicy
 from tests.unit.world import T0, World, example
 
@@ -77,8 +76,8 @@ async def test_every_state_of_a_saga_round_trips(store: Store) -> None:
             assert await store.load(conn, "s1", lock=True) == new
     async with store.engine.connect() as conn:
         assert await store.load(conn, "missing") is None
-        [row] = await store.list_sagas(conn, status="compensated")
-        assert row["id"] == "s1"
+        [row] = await store.list_sagas(conn, SagaFilter(statuses=("compensated",)), T0)
+        assert row["saga_id"] == "s1"
         assert (await store.count_by_status(conn)) == {SagaStatus.COMPENSATED: 1}
 
 

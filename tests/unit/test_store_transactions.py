@@ -20,15 +20,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from contracts import StartSaga, topology
 from convection.db import make_engine
 from convection.transport import MemoryBroker, open_transport
-from coordinator import tables
-from coordinator.dialect import is_transient
-from coordinator.engine import Engine
+from coordinator.core import Engine, LockGranted, SagaState
+from coordinator.errors import Conflict
 from coordinator.metrics import Metrics
-from coordinator.model import LockGranted, SagaState
-from coordinator.outbox import OutboxRelay
 from coordinator.processor import Processor
-from coordinator.schema import upgrade_engine
-from coordinator.store import OutboxMessage, Store
+from coordinator.relay import OutboxRelay
+from coordinator.store import OutboxMessage, Store, tables, upgrade_engine
+from coordinator.store.dialect import translate
 from coordinator.timers import Timers
 from sagas import osm_registry
 from tests.integration.coord_support import eventually
@@ -67,10 +65,10 @@ async def test_a_serialization_failure_retries_the_whole_transaction(fresh_pg_ur
         async with shell.store.engine.connect() as conn:
             with pytest.raises(DBAPIError) as caught:
                 await conn.execute(text(SERIALIZATION_FAILURE))
-            assert is_transient(caught.value)
+            assert isinstance(translate(caught.value), Conflict)
             with pytest.raises(DBAPIError) as caught:
                 await conn.execute(text("SELECT 1/0"))
-            assert not is_transient(caught.value)
+            assert translate(caught.value) is None
         msg = StartSaga(
             saga_type="vim-account.create", saga_id="r1", input=example("vim-account.create")
         )

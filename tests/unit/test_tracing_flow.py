@@ -13,9 +13,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from contracts import Command, SagaEvent, SagaStatus
 from convection import tracing
-from coordinator import outbox, trace
-from coordinator.store import OutboxRow
+from coordinator import outgoing, relay, trace
+from coordinator.core import Leg, SagaState, StepState, StepStatus
+from coordinator.store import OutboxMessage, OutboxRow
+from sagas import StepKind
 
 
 @pytest.fixture
@@ -49,6 +52,45 @@ def _row(body: dict[str, object], headers: dict[str, str], message_id: str = "m-
     )
 
 
+def _claimed(msg: OutboxMessage) -> OutboxRow:
+    """The row the relay claims for a message the processor wrote."""
+    return OutboxRow(
+        id=1,
+        exchange=msg.exchange,
+        routing_key=msg.routing_key,
+        message_id=msg.message_id,
+        body=msg.body,
+        headers=msg.headers,
+        mandatory=msg.mandatory,
+        attempts=0,
+        created_at=datetime.now(UTC),
+        span=msg.span,
+    )
+
+
+def _saga(trace_id: str, saga_id: str = "s-1") -> SagaState:
+    now = datetime.now(UTC)
+    networks = StepState(
+        name="networks",
+        stage=1,
+        service="ro",
+        action="ro.create-networks",
+        kind=StepKind.COMPENSATABLE,
+        forward=Leg[StepStatus](status=StepStatus.SUCCEEDED, attempt=1, command_id="do-1"),
+    )
+    return SagaState(
+        saga_id=saga_id,
+        saga_type="ns.instantiate",
+        definition_version=1,
+        status=SagaStatus.COMPENSATING,
+        input={},
+        created_at=now,
+        updated_at=now,
+        trace_id=trace_id,
+        steps=(networks,),
+    )
+
+
 def test_service_name_override_and_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(otel_trace, "set_tracer_provider", lambda _provider: None)
     env = {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9/", "OTEL_SERVICE_NAME": "over"}
@@ -69,35 +111,39 @@ def test_a_chosen_span_id_names_the_next_span(spans: InMemorySpanExporter) -> No
     assert _only(spans, "inner").context.span_id != chosen
 
 
-def test_stored_context_is_the_deciding_span_else_a_fallback(
+def test_stored_context_is_the_deciding_span_else_the_saga_start(
     spans: InMemorySpanExporter,
 ) -> None:
     with tracing.consumer_span("decide", {}, {}) as span:
         trace_id = f"{span.get_span_context().trace_id:032x}"
-        stored = trace.traceparent(trace_id, "cmd-1")
-        foreign = trace.traceparent("ab" * 16, "cmd-2")
+        stored = trace.parent_traceparent(trace_id, "s-1")
+        foreign = trace.parent_traceparent("ab" * 16, "s-2")
     assert stored == tracing.traceparent_of(span)
-    assert not trace.is_fallback(stored, "cmd-1")
-    # Not this span's trace: the row keeps the saga's trace id and says it is a fallback.
+    # Not this span's trace: the row keeps the saga's trace id, under the saga's start span.
     assert tracing.trace_id_of(foreign) == "ab" * 16
-    assert trace.is_fallback(foreign, "cmd-2")
+    assert foreign == trace.start_traceparent("ab" * 16, "s-2")
 
 
 def test_relay_publishes_in_the_stored_context_with_links(spans: InMemorySpanExporter) -> None:
+    undo = Command(
+        message_id="undo-1",
+        saga_id="s-1",
+        saga_type="ns.instantiate",
+        step="networks",
+        attempt=2,
+        compensation=True,
+        idempotency_key="s-1/networks/undo",
+        undoes_key="s-1/networks",
+        service="ro",
+        action="ro.delete-networks",
+        payload={},
+    )
     with tracing.consumer_span("decide", {}, {}) as decider:
         trace_id = f"{decider.get_span_context().trace_id:032x}"
-        stored = trace.traceparent(trace_id, "undo-1")
+        # The processor writes the row inside the span that decided it.
+        row = _claimed(outgoing.command_message(_saga(trace_id), undo))
     forward = trace.producer_traceparent(trace_id, "do-1")
-    body = {
-        "type": "step.command",
-        "saga_id": "s-1",
-        "saga_type": "ns.instantiate",
-        "step": "networks",
-        "attempt": 2,
-        "compensation": True,
-    }
-    row = _row(body, {"traceparent": stored}, "undo-1")
-    with outbox._producer_span(row, body, tracing.link_to(forward)) as span:
+    with relay.producer_span_of(row) as span:
         headers: dict[str, str] = {}
         tracing.inject(headers)
     sent = _only(spans, "networks compensate")
@@ -117,9 +163,15 @@ def test_relay_publishes_in_the_stored_context_with_links(spans: InMemorySpanExp
 
 def test_relay_hangs_an_undecided_row_under_the_saga_start(spans: InMemorySpanExporter) -> None:
     trace_id = "cd" * 16
-    body = {"type": "saga.event", "saga_id": "s-2", "saga_type": "t", "status": "completed"}
-    row = _row(body, {"traceparent": trace.traceparent(trace_id, "ev-1")}, "ev-1")
-    with outbox._producer_span(row, body, []):
+    event = SagaEvent(
+        message_id="ev-1",
+        saga_id="s-2",
+        saga_type="t",
+        status=SagaStatus.COMPLETED,
+        at=datetime.now(UTC),
+    )
+    state = _saga(trace_id, "s-2").model_copy(update={"saga_type": "t"})
+    with relay.producer_span_of(_claimed(outgoing.event_message(state, event))):
         pass
     end = _only(spans, "saga t completed")
     assert end.parent is not None
@@ -129,7 +181,7 @@ def test_relay_hangs_an_undecided_row_under_the_saga_start(spans: InMemorySpanEx
 
 
 def test_relay_makes_no_span_for_a_row_of_no_trace(spans: InMemorySpanExporter) -> None:
-    with outbox._producer_span(_row({"type": "saga.wake"}, {}), {}, []) as span:
+    with relay.producer_span_of(_row({"type": "saga.wake"}, {})) as span:
         assert not span.get_span_context().is_valid
     assert not spans.get_finished_spans()
 

@@ -1,7 +1,7 @@
 """A pure mini-shell for engine tests: many sagas, the lock table, and model participants.
 
 It does in memory exactly what the coordinator's store does in a transaction: apply a
-decision, run lock acquire/release through `coordinator.locks`, feed the lock outcome back,
+decision, run lock acquire/release through `coordinator.core.locks`, feed the lock outcome back,
 withdraw unsent commands on cancel. Participants apply effects keyed by idempotency key and
 keep tombstones of compensated keys, as the participant runtime does.
 """
@@ -16,18 +16,18 @@ from typing import Any
 
 import contracts
 from contracts import Command, ErrorInfo, Reply, SagaStatus
-from coordinator import locks
-from coordinator.engine import Engine
-from coordinator.model import (
+from coordinator.core import (
     CancelRequested,
     CommandsWithdrawn,
     Decision,
+    Engine,
     Event,
     LockGranted,
     LockQueued,
     LockRejected,
     SagaState,
     StepReplied,
+    locks,
 )
 from sagas import Registry, osm_registry
 

@@ -1,30 +1,45 @@
-"""The Convection coordinator: the pure saga engine and its durable shell.
+"""The Convection coordinator: the pure saga engine (`coordinator.core`) and its durable shell.
 
-The shell's public names are here; the engine's live in `coordinator.engine`,
-`coordinator.model`, `coordinator.states` and `coordinator.locks`.
+The shell's public names are here; the core's are in `coordinator.core`, the store's in
+`coordinator.store`, the errors in `coordinator.errors`.
 """
 
+from coordinator.errors import (
+    Conflict,
+    CoordinatorError,
+    InvalidInput,
+    SchemaBehind,
+    StartRejected,
+    StoreError,
+    StoreUnavailable,
+    UnknownSagaType,
+)
 from coordinator.metrics import Metrics
-from coordinator.operations import Operations, SagaView
+from coordinator.operations import Operations, SagaView, Started
 from coordinator.processor import Outcome, Processor
-from coordinator.schema import SchemaBehind, check_schema, upgrade, upgrade_engine
 from coordinator.service import Coordinator
 from coordinator.settings import CoordinatorSettings
-from coordinator.store import HistoryRow, OutboxMessage, OutboxRow, Store
+from coordinator.store import HistoryRow, Store, check_schema, upgrade, upgrade_engine
 
 __all__ = [
+    "Conflict",
     "Coordinator",
+    "CoordinatorError",
     "CoordinatorSettings",
     "HistoryRow",
+    "InvalidInput",
     "Metrics",
     "Operations",
-    "OutboxMessage",
-    "OutboxRow",
     "Outcome",
     "Processor",
     "SagaView",
     "SchemaBehind",
+    "StartRejected",
+    "Started",
     "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "UnknownSagaType",
     "check_schema",
     "upgrade",
     "upgrade_engine",

@@ -20,9 +20,10 @@ from pydantic_settings import BaseSettings
 
 from convection.tracing import setup_logging, setup_tracing
 from coordinator.api import ApiServer, ApiSettings
-from coordinator.schema import SchemaBehind
+from coordinator.errors import SchemaBehind
 from coordinator.service import Coordinator
 from coordinator.settings import CoordinatorSettings
+from sagas import Registry, osm_registry
 
 logger = logging.getLogger("coordinator")
 _S = TypeVar("_S", bound=BaseSettings)
@@ -60,13 +61,15 @@ class ApiUnavailable(Exception):
     """The HTTP API could not listen (e.g. CONVECTION_API_PORT is in use)."""
 
 
-async def serve(settings: CoordinatorSettings, api: ApiSettings | None = None) -> None:
+async def serve(
+    settings: CoordinatorSettings, registry: Registry, api: ApiSettings | None = None
+) -> None:
     """Run a coordinator (and its HTTP API) until SIGTERM/SIGINT, then stop gracefully."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Coordinator(settings) as coordinator:
+    async with Coordinator(settings, registry=registry) as coordinator:
         server = ApiServer(coordinator, api) if api is not None and api.enabled else None
         if server is not None:
             try:
@@ -83,12 +86,12 @@ async def serve(settings: CoordinatorSettings, api: ApiSettings | None = None) -
                 await server.stop()
 
 
-def run(settings: CoordinatorSettings, api: ApiSettings | None = None) -> int:
-    """Run the service; return the process exit code."""
+def run(settings: CoordinatorSettings, registry: Registry, api: ApiSettings | None = None) -> int:
+    """Run the service on `registry`'s saga types; return the process exit code."""
     setup_logging(settings.log_level)
     tracing = setup_tracing("coordinator")
     try:
-        asyncio.run(serve(settings, api))
+        asyncio.run(serve(settings, registry, api))
     except SchemaBehind as exc:
         sys.stderr.write(f"{exc}\n")
         return 3
@@ -107,7 +110,7 @@ def run(settings: CoordinatorSettings, api: ApiSettings | None = None) -> int:
 def main() -> None:
     """Entry point of `python -m coordinator`."""
     settings = load_settings()
-    raise SystemExit(run(settings, load_api_settings()))
+    raise SystemExit(run(settings, osm_registry(), load_api_settings()))
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ import os
 
 import typer
 
-from coordinator import schema
 from coordinator.__main__ import load_api_settings, load_settings, run
+from coordinator.store import schema
+from sagas import osm_registry
 
 
 def register(app: typer.Typer) -> None:
@@ -36,6 +37,6 @@ def register(app: typer.Typer) -> None:
     def coordinator() -> None:
         """Run a coordinator replica (configured by CONVECTION_* environment variables)."""
         settings = load_settings()
-        raise typer.Exit(run(settings, load_api_settings()))
+        raise typer.Exit(run(settings, osm_registry(), load_api_settings()))
 
     app.add_typer(db, name="db")

@@ -26,9 +26,8 @@ from contracts import (
 )
 from convection.tracing import consumer_span, messaging_attributes
 from convection.transport import Delivery
-from coordinator.engine import message_id
+from coordinator.core import CancelRequested, LockGranted, message_id
 from coordinator.metrics import Metrics
-from coordinator.model import CancelRequested, LockGranted
 from coordinator.processor import Outcome, Processor
 from coordinator.trace import TRACEPARENT, saga_start_span, trace_id_from
 

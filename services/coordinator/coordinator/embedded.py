@@ -12,9 +12,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from coordinator.api import ApiServer, ApiSettings
-from coordinator.schema import upgrade_engine
 from coordinator.service import Coordinator
 from coordinator.settings import CoordinatorSettings
+from coordinator.store import upgrade_engine
+from sagas import osm_registry
 
 
 @contextlib.asynccontextmanager
@@ -29,7 +30,9 @@ async def embedded(env: Any) -> AsyncIterator[str]:
         timer_interval=0.2,
         outbox_poll_interval=0.2,
     )
-    coordinator = Coordinator(settings, transport=transport, db_engine=env.db_engine)
+    coordinator = Coordinator(
+        settings, registry=osm_registry(), transport=transport, db_engine=env.db_engine
+    )
     api = ApiServer(coordinator, ApiSettings(host="127.0.0.1", port=0, tokens={}))
     try:
         await coordinator.start()

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 if TYPE_CHECKING:
-    from coordinator.model import SagaState
+    from coordinator.core import SagaState
 
 TERMINAL = ("completed", "compensated", "failed", "compensation_failed", "cancelled")
 """Saga statuses that end a saga."""
@@ -114,13 +114,14 @@ class Metrics:
         before = {s.name: s for s in previous.steps} if previous is not None else {}
         for step in state.steps:
             old = before.get(step.name)
-            if step.finished_at is None or step.started_at is None:
+            leg = step.forward
+            if leg.finished_at is None or leg.started_at is None:
                 continue
-            if old is not None and old.finished_at == step.finished_at:
+            if old is not None and old.forward.finished_at == leg.finished_at:
                 continue
-            if step.status.value not in ("succeeded", "failed"):
+            if leg.status.value not in ("succeeded", "failed"):
                 continue
-            seconds = (step.finished_at - step.started_at).total_seconds()
+            seconds = (leg.finished_at - leg.started_at).total_seconds()
             self.step_duration.labels(
                 state.saga_type, step.group or step.name, step.status.value
             ).observe(max(seconds, 0.0))

@@ -1,43 +1,128 @@
-"""What operators do to sagas: look at them, cancel, retry, skip a failed compensation.
+"""The one face of a running coordinator for people and tools (the API, the CLI through it).
 
-The later HTTP API and the CLI call these; each change runs through the same transaction
-path as a message, so an operator's verb and a participant's reply never race.
+Start, cancel, retry, skip, list, get and stats.
+
+The HTTP API (and through it the CLI) calls only these. Every change runs through the same
+transaction path as a message, so an operator's verb and a participant's reply never race.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+import hashlib
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Literal
 
-from coordinator.model import CancelRequested, RetryRequested, SagaState, SkipRequested
+from pydantic import ValidationError
+
+from contracts import SagaStatus, StartSaga
+from coordinator.core import CancelRequested, RetryRequested, SagaState, SkipRequested
 from coordinator.processor import Outcome, Processor
-from coordinator.store import HistoryRow
+from coordinator.store import HistoryRow, SagaFilter, queries
+from coordinator.trace import saga_start_span
+from sagas import Registry
 
 
 @dataclass(frozen=True)
 class SagaView:
-    """A saga's current state and its whole audit log."""
+    """A saga's current state, its whole audit log, and what it waits for if pending."""
 
     state: SagaState
     history: list[HistoryRow]
+    waiting: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Started:
+    """The answer to a start: the saga, and whether it was created, existed, or was refused."""
+
+    saga_id: str
+    kind: Literal["created", "exists", "conflict", "rejected"]
+    status: SagaStatus | None = None
+    reason: str = ""
+    """For `rejected`: unknown_saga_type or invalid_input; for `conflict`: why."""
+    note: str = ""
+    errors: tuple[dict[str, Any], ...] = field(default=())
+    """For invalid_input: the input's field errors."""
 
 
 class Operations:
-    """Operator verbs and queries over one coordinator's store."""
+    """Operator verbs and queries over one coordinator's processor and store."""
 
-    def __init__(self, processor: Processor) -> None:
-        self.processor = processor
-        self.store = processor.store
+    def __init__(self, processor: Processor, registry: Registry) -> None:
+        self._processor = processor
+        self._store = processor.store
+        self._registry = registry
+
+    async def start(
+        self,
+        saga_type: str,
+        input: dict[str, Any],
+        *,
+        saga_id: str | None = None,
+        idempotency_key: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        requested_by: str = "api",
+    ) -> Started:
+        """Start a saga; the same id (or Idempotency-Key) with the same input is the same saga.
+
+        `headers` may carry a W3C `traceparent`: the saga then continues the caller's trace.
+        """
+        if saga_id is None and idempotency_key:
+            saga_id = "idem-" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:32]
+        saga_id = saga_id or uuid.uuid4().hex
+        msg = StartSaga(saga_type=saga_type, saga_id=saga_id, input=input)
+        with saga_start_span(saga_type, saga_id, headers or {}, {}) as trace_id:
+            outcome = await self._processor.start_saga(
+                msg, trace_id=trace_id, requested_by=requested_by
+            )
+        if outcome.kind == "rejected":
+            return Started(
+                saga_id, "rejected", reason=outcome.reason, note=outcome.note, errors=outcome.errors
+            )
+        if outcome.kind == "applied":
+            return Started(saga_id, "created", outcome.status)
+        return await self._existing(saga_id, saga_type, input, idempotency_key)
+
+    async def _existing(
+        self, saga_id: str, saga_type: str, input: dict[str, Any], key: str | None
+    ) -> Started:
+        async with self._store.reading() as conn:
+            state = await self._store.load(conn, saga_id)
+        if state is None:  # pragma: no cover - a saga is never deleted
+            return Started(saga_id, "conflict", note=f"saga {saga_id} vanished")
+        if state.saga_type == saga_type and state.input == self._normalised(saga_type, input):
+            return Started(saga_id, "exists", state.status)
+        note = (
+            "this Idempotency-Key was used with another body"
+            if key
+            else f"saga {saga_id} exists with another input"
+        )
+        return Started(saga_id, "conflict", state.status, reason="conflict", note=note)
+
+    def _normalised(self, saga_type: str, input: dict[str, Any]) -> dict[str, Any] | None:
+        # Only on the rare path of a start that names an existing saga: the stored input is
+        # normalised by its model, so the new one must be too before they are compared.
+        if saga_type not in self._registry:
+            return None
+        try:
+            data = self._registry[saga_type].parse_input(input)
+        except ValidationError:
+            return None
+        normalised: dict[str, Any] = data.model_dump(mode="json")
+        return normalised
 
     async def cancel(self, saga_id: str, reason: str, requested_by: str = "api") -> Outcome:
         """Ask to cancel a saga; `refused` when it passed its pivot or has ended."""
-        return await self.processor.feed(
+        return await self._processor.feed(
             saga_id, lambda at: CancelRequested(at=at, reason=reason, requested_by=requested_by)
         )
 
     async def retry(self, saga_id: str, reason: str, requested_by: str = "api") -> Outcome:
         """Resume a failed or compensation_failed saga."""
-        return await self.processor.feed(
+        return await self._processor.feed(
             saga_id, lambda at: RetryRequested(at=at, reason=reason, requested_by=requested_by)
         )
 
@@ -45,29 +130,29 @@ class Operations:
         self, saga_id: str, step: str, reason: str, requested_by: str = "api"
     ) -> Outcome:
         """Mark one failed compensation as done by hand."""
-        return await self.processor.feed(
+        return await self._processor.feed(
             saga_id,
             lambda at: SkipRequested(at=at, step=step, reason=reason, requested_by=requested_by),
         )
 
     async def get_saga(self, saga_id: str) -> SagaView | None:
-        """Return a saga's state and history, or None if there is no such saga."""
-        async with self.store.engine.connect() as conn:
-            state = await self.store.load(conn, saga_id)
+        """Return a saga's state, history and lock position, or None if there is no such saga."""
+        async with self._store.reading() as conn:
+            state = await self._store.load(conn, saga_id)
             if state is None:
                 return None
-            return SagaView(state, await self.store.history(conn, saga_id))
+            history = await self._store.history(conn, saga_id)
+            wait = await queries.waiting(conn, saga_id) if state.resources else None
+        return SagaView(state, history, wait)
 
-    async def list_sagas(
-        self,
-        *,
-        status: str | None = None,
-        saga_type: str | None = None,
-        limit: int = 100,
-        offset: int = 0,
-    ) -> list[dict[str, Any]]:
-        """Return summaries (id, type, status, trace_id, created_at, updated_at), newest first."""
-        async with self.store.engine.connect() as conn:
-            return await self.store.list_sagas(
-                conn, status=status, saga_type=saga_type, limit=limit, offset=offset
-            )
+    async def list_sagas(self, f: SagaFilter) -> list[dict[str, Any]]:
+        """Return saga summaries, newest first, with the step each is busy with."""
+        async with self._store.reading() as conn:
+            now = await self._store.now(conn)
+            return await self._store.list_sagas(conn, f, now)
+
+    async def stats(self, window: timedelta) -> dict[str, Any]:
+        """Per saga type and per step, over the last `window`: counts, rates, durations."""
+        async with self._store.reading() as conn:
+            now = await self._store.now(conn)
+            return await queries.stats(conn, now, window)

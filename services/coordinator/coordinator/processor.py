@@ -1,50 +1,55 @@
-"""One transaction per event, as DESIGN.md draws it, and applying a Decision to the store.
+"""One transaction per event, as docs/architecture.md draws it, and applying a Decision.
 
     BEGIN; insert inbox(message_id) or stop (a duplicate); SELECT saga FOR UPDATE;
     decide(); write saga, steps, history, outbox (and lock rows); COMMIT.
 
-The caller acks the message only after `Processor` returns. A transient database error
-(serialization failure, deadlock, lost connection, a saga row that moved) retries the whole
+The caller acks the message only after `Processor` returns. A conflict (serialization
+failure, deadlock, a saga row that moved) or a lost connection retries the whole
 transaction, bounded, with jittered backoff. Applying a decision does in SQL exactly what
 tests/unit/world.py does in memory: lock outcomes and withdrawn commands are fed back to
 `decide` in the same transaction; cancelling superseded holders and waking granted waiters
 go through the outbox as messages to the coordinator itself.
+
+A message that cannot be accepted is not an exception: the processor returns an `Outcome`
+of kind `rejected` with a stable reason, and the consumer dead-letters the message.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
-    retry_if_exception,
+    retry_if_exception_type,
     stop_after_attempt,
     wait_exponential_jitter,
 )
 
-from contracts import CancelSaga, Reply, SagaStatus, StartSaga, WakeSaga, encode, topology
-from coordinator import locks
-from coordinator.dialect import is_transient
-from coordinator.engine import Engine, EngineError, message_id
-from coordinator.metrics import Metrics
-from coordinator.model import (
+from contracts import CancelSaga, Reply, SagaStatus, StartSaga, WakeSaga
+from coordinator import outgoing
+from coordinator.core import (
     CommandsWithdrawn,
     Decision,
+    Engine,
     Event,
     LockGranted,
     LockQueued,
     LockRejected,
     SagaState,
     StepReplied,
+    locks,
+    message_id,
 )
+from coordinator.errors import Conflict, InvalidInput, StartRejected, StoreUnavailable
+from coordinator.metrics import Metrics
 from coordinator.store import OutboxMessage, Store
-from coordinator.trace import TRACEPARENT, new_trace_id, traceparent
+from coordinator.trace import new_trace_id
 
 logger = logging.getLogger(__name__)
 
@@ -60,16 +65,13 @@ class Outcome:
     status: SagaStatus | None = None
     reason: str = ""
     note: str = ""
+    errors: tuple[dict[str, Any], ...] = ()
+    """For a rejected start of invalid input: the input's field errors."""
 
 
-class _Reject(Exception):
-    def __init__(self, reason: str, note: str) -> None:
-        super().__init__(f"{reason}: {note}")
-        self.reason, self.note = reason, note
-
-
-class _Duplicate(Exception):
-    pass
+def rejected(reason: str, note: str, errors: Sequence[dict[str, Any]] = ()) -> Outcome:
+    """Return the outcome of a message that must be dead-lettered with `reason`."""
+    return Outcome("rejected", reason=reason, note=note, errors=tuple(errors))
 
 
 @dataclass
@@ -79,7 +81,11 @@ class _Unit:
     queued: int = 0
 
 
+Check = Callable[[SagaState], Outcome | None]
+"""Looks at the saga before the event is fed; an Outcome (rejected) stops there."""
 AfterHook = Callable[[AsyncConnection, SagaState], Awaitable[None]]
+"""Runs in the same transaction once the decision is written."""
+_RETRIED = (Conflict, StoreUnavailable)
 
 
 class Processor:
@@ -110,7 +116,7 @@ class Processor:
         async def body(u: _Unit) -> Outcome:
             if not await self.store.claim_inbox(u.conn, msg.message_id, u.at):
                 return Outcome("duplicate", saga_id)
-            if await self.store.load(u.conn, saga_id) is not None:
+            if await self.store.exists(u.conn, saga_id):
                 return Outcome("duplicate", saga_id, note="the saga exists")
             try:
                 decision = self.engine.start(
@@ -121,9 +127,12 @@ class Processor:
                     trace_id=trace_id or new_trace_id(),
                     requested_by=requested_by,
                 )
-            except EngineError as exc:
-                raise _Reject(exc.code, str(exc)) from exc
-            state = await self._apply(u, None, decision)
+            except StartRejected as exc:
+                errors = exc.errors if isinstance(exc, InvalidInput) else []
+                return rejected(exc.code, str(exc), errors)
+            if not await self.store.insert_saga(u.conn, decision.state):
+                return Outcome("duplicate", saga_id, note="the saga exists")
+            state = await self._written(u, None, decision)
             return Outcome("applied", saga_id, state.status)
 
         return await self._run(body)
@@ -135,7 +144,7 @@ class Processor:
         *,
         message_id: str | None = None,
         skip_locked: bool = False,
-        check: Callable[[SagaState], None] | None = None,
+        check: Check | None = None,
         after: AfterHook | None = None,
     ) -> Outcome:
         """Feed one event (built at the database time) to one saga, in one transaction.
@@ -145,7 +154,7 @@ class Processor:
             make_event: Builds the event from the database clock's time.
             message_id: The id of the message that carried it, for the inbox.
             skip_locked: Skip the saga if another transaction holds it (timers).
-            check: Raises `reject` to dead-letter the message instead.
+            check: Looks at the saga first; returning an Outcome stops there.
             after: Runs in the same transaction once the decision is written.
         """
 
@@ -158,9 +167,9 @@ class Processor:
             if state is None:
                 if skip_locked:
                     return Outcome("skipped", saga_id)
-                raise _Reject("unknown_saga", f"no saga {saga_id!r}")
-            if check is not None:
-                check(state)
+                return rejected("unknown_saga", f"no saga {saga_id!r}")
+            if check is not None and (stop := check(state)) is not None:
+                return stop
             decision = self.engine.decide(state, make_event(u.at))
             new = await self._apply(u, state, decision)
             if after is not None:
@@ -172,9 +181,10 @@ class Processor:
     async def reply(self, reply: Reply) -> Outcome:
         """Feed a participant's reply to its saga; an unknown saga or step is rejected."""
 
-        def check(state: SagaState) -> None:
+        def check(state: SagaState) -> Outcome | None:
             if state.step(reply.step) is None:
-                raise _Reject("unknown_step", f"saga {reply.saga_id} has no step {reply.step!r}")
+                return rejected("unknown_step", f"saga {reply.saga_id} has no step {reply.step!r}")
+            return None
 
         return await self.feed(
             reply.saga_id,
@@ -186,41 +196,42 @@ class Processor:
     # -- the transaction --------------------------------------------------------------------
 
     async def _run(self, body: Callable[[_Unit], Awaitable[Outcome]]) -> Outcome:
+        try:
+            return await self._once(body)
+        except _RETRIED as exc:
+            self._retrying_after(1, exc)
+        # Only a failed first attempt pays for the retry machinery.
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts),
+            stop=stop_after_attempt(self._max_attempts - 1),
             wait=wait_exponential_jitter(multiplier=0.02, max=1.0, jitter=0.05),
-            retry=retry_if_exception(is_transient),
-            before_sleep=self._retrying,
+            retry=retry_if_exception_type(_RETRIED),
+            before_sleep=self._log_retry,
             reraise=True,
         )
-        queued = 0
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    async with self.store.transaction() as conn:
-                        unit = _Unit(conn, await self.store.now(conn))
-                        try:
-                            outcome = await body(unit)
-                        except _Duplicate:
-                            outcome = Outcome("duplicate", note="the saga exists")
-                            raise
-                        queued = unit.queued
-        except _Reject as exc:
-            return Outcome("rejected", reason=exc.reason, note=exc.note)
-        except _Duplicate:
-            return outcome
-        if queued:
+        async for attempt in retrying:
+            with attempt:
+                return await self._once(body)
+        raise AssertionError("unreachable: tenacity reraises the last error")
+
+    async def _once(self, body: Callable[[_Unit], Awaitable[Outcome]]) -> Outcome:
+        async with self.store.transaction() as conn:
+            unit = _Unit(conn, await self.store.now(conn))
+            outcome = await body(unit)
+        if unit.queued:
             self._on_commit()
         return outcome
 
-    def _retrying(self, state: RetryCallState) -> None:
-        self.metrics.transaction_retries.inc()
+    def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
-        logger.warning("transaction attempt %d failed: %r; retrying", state.attempt_number, exc)
+        self._retrying_after(state.attempt_number + 1, exc)
+
+    def _retrying_after(self, attempt: int, exc: BaseException | None) -> None:
+        self.metrics.transaction_retries.inc()
+        logger.warning("transaction attempt %d failed: %s; retrying", attempt, exc)
 
     # -- applying a decision ----------------------------------------------------------------
 
-    async def _apply(self, u: _Unit, previous: SagaState | None, decision: Decision) -> SagaState:
+    async def _apply(self, u: _Unit, previous: SagaState, decision: Decision) -> SagaState:
         state = decision.state
         if decision.verdict == "ignored":
             return state
@@ -228,11 +239,12 @@ class Processor:
             # Who asked for what stays in the audit log, though the saga does not change.
             await self.store.append_history(u.conn, state.saga_id, decision.history)
             return state
-        if previous is None:
-            if not await self.store.insert_saga(u.conn, state):
-                raise _Duplicate
-        else:
-            await self.store.update_saga(u.conn, previous, state)
+        await self.store.update_saga(u.conn, previous, state)
+        return await self._written(u, previous, decision)
+
+    async def _written(self, u: _Unit, previous: SagaState | None, decision: Decision) -> SagaState:
+        """Write what goes with a saga row just written: history, outbox, locks."""
+        state = decision.state
         await self.store.append_history(u.conn, state.saga_id, decision.history)
         self.metrics.record(previous, state)
         await self._enqueue(u, self._messages(state, decision))
@@ -252,38 +264,15 @@ class Processor:
     async def _enqueue(self, u: _Unit, messages: Iterable[OutboxMessage]) -> None:
         u.queued += await self.store.add_outbox(u.conn, messages, u.at)
 
-    def _messages(self, state: SagaState, decision: Decision) -> list[OutboxMessage]:
-        trace = state.trace_id
-        out = [
-            OutboxMessage(
-                topology.COMMANDS_EXCHANGE,
-                cmd.service,
-                cmd.message_id,
-                encode(cmd),
-                mandatory=True,
-                headers={TRACEPARENT: traceparent(trace, cmd.message_id)} if trace else {},
-                saga_id=state.saga_id,
-            )
-            for cmd in decision.commands
-        ]
-        out.extend(
-            OutboxMessage(
-                topology.EVENTS_EXCHANGE,
-                topology.event_routing_key(ev.saga_type, ev.status),
-                ev.message_id,
-                encode(ev),
-                # Nobody may be listening for lifecycle events: that is not an error.
-                mandatory=False,
-                headers={TRACEPARENT: traceparent(trace, ev.message_id)} if trace else {},
-                saga_id=state.saga_id,
-            )
-            for ev in decision.events
-        )
+    @staticmethod
+    def _messages(state: SagaState, decision: Decision) -> list[OutboxMessage]:
+        out = [outgoing.command_message(state, cmd) for cmd in decision.commands]
+        out.extend(outgoing.event_message(state, ev) for ev in decision.events)
         return out
 
     async def _acquire(self, u: _Unit, state: SagaState, resources: tuple[str, ...]) -> SagaState:
         saga = self.engine.registry[state.saga_type]
-        table = await self._lock_queues(u, resources, None)
+        table = await self.store.lock_queues(u.conn, resources, None)
         who = locks.Claimant(state.saga_id, state.saga_type)
         got = locks.acquire(table, who, resources, saga.lock_policy, saga.supersedes)
         await self.store.save_locks(u.conn, got.table)
@@ -296,7 +285,7 @@ class Processor:
             )
             for h in got.cancel
         ]
-        await self._enqueue(u, (_to_self(m, topology.CANCEL_ROUTING_KEY) for m in cancels))
+        await self._enqueue(u, (outgoing.to_self(m) for m in cancels))
         event: Event
         if got.granted:
             event = LockGranted(at=u.at)
@@ -306,25 +295,10 @@ class Processor:
             event = LockQueued(at=u.at, waiting_for=got.waiting_for, position=got.position)
         return await self._feed(u, state, event)
 
-    async def _lock_queues(
-        self, u: _Unit, resources: tuple[str, ...], saga_id: str | None
-    ) -> dict[str, locks.LockQueue]:
-        # Lock the queues we read, then read them; if the waiters in them reach further
-        # queues, lock those too and read again. A deadlock here is retried like any other.
-        held: set[str] = set()
-        wanted = set(resources)
-        while True:
-            await self.store.dialect.lock_resources(u.conn, wanted - held)
-            held |= wanted
-            table = await self.store.load_locks(u.conn, resources=resources, saga_id=saga_id)
-            if set(table) <= held:
-                return table
-            wanted = set(table)
-
     async def _release(self, u: _Unit, state: SagaState) -> None:
         if not state.resources:
             return
-        table = await self._lock_queues(u, state.resources, state.saga_id)
+        table = await self.store.lock_queues(u.conn, state.resources, state.saga_id)
         if not table:
             return
         out = locks.release(table, state.saga_id)
@@ -338,20 +312,4 @@ class Processor:
             )
             for who in out.granted
         ]
-        await self._enqueue(u, (_to_self(m, topology.WAKE_ROUTING_KEY) for m in wakes))
-
-
-def reject(reason: str, note: str) -> Exception:
-    """Return the exception a `check` raises to dead-letter the message with `reason`."""
-    return _Reject(reason, note)
-
-
-def _to_self(msg: CancelSaga | WakeSaga, routing_key: str) -> OutboxMessage:
-    return OutboxMessage(
-        topology.SAGAS_EXCHANGE,
-        routing_key,
-        msg.message_id,
-        encode(msg),
-        mandatory=True,
-        saga_id=msg.saga_id,
-    )
+        await self._enqueue(u, (outgoing.to_self(m) for m in wakes))

@@ -1,9 +1,10 @@
 """The coordinator service: consumers, outbox relay and timers around one store and engine.
 
 `Coordinator` runs in-process (tests, the embedded demo) or as `python -m coordinator`.
-Dependencies are passed in or built from settings; what it builds, it closes.
+Its saga types come from its caller; other dependencies are passed in or built from
+settings, and what it builds, it closes.
 
-    async with Coordinator(settings) as coordinator:
+    async with Coordinator(settings, registry=osm_registry()) as coordinator:
         await coordinator.cancel("saga-1", "no longer needed")
 """
 
@@ -13,26 +14,25 @@ import asyncio
 import logging
 from datetime import timedelta
 from types import TracebackType
-from typing import Any, Self
+from typing import Self
 
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, generate_latest, start_http_server
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import SagaStatus, topology
 from convection.db import make_engine
 from convection.transport import Consumer, MemoryBroker, Transport, open_transport
-from coordinator import queries
 from coordinator.consumer import Handlers
-from coordinator.engine import Engine
+from coordinator.core import Engine
 from coordinator.metrics import Metrics
 from coordinator.operations import Operations, SagaView
-from coordinator.outbox import OutboxRelay
 from coordinator.processor import Outcome, Processor
-from coordinator.schema import check_schema
+from coordinator.relay import OutboxRelay
 from coordinator.settings import CoordinatorSettings
-from coordinator.store import Store
+from coordinator.store import SagaFilter, Store, check_schema, queries
 from coordinator.timers import Timers
-from sagas import Registry, osm_registry
+from sagas import Registry
 
 logger = logging.getLogger(__name__)
 
@@ -47,14 +47,14 @@ class Coordinator:
         self,
         settings: CoordinatorSettings,
         *,
-        registry: Registry | None = None,
+        registry: Registry,
         transport: Transport | None = None,
         db_engine: AsyncEngine | None = None,
         memory_broker: MemoryBroker | None = None,
         metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
-        self.registry = registry or osm_registry()
+        self.registry = registry
         self.metrics = metrics or Metrics()
         self._transport = transport
         self._db_engine = db_engine
@@ -65,28 +65,15 @@ class Coordinator:
         self._relay: OutboxRelay | None = None
         self._timers: Timers | None = None
         self._processor: Processor | None = None
+        self._operations: Operations | None = None
         self._started = False
 
     @property
-    def processor(self) -> Processor:
-        """The transaction path (available once started)."""
-        if self._processor is None:
+    def operations(self) -> Operations:
+        """Operator verbs and queries (available once started)."""
+        if self._operations is None:
             raise RuntimeError("the coordinator is not started")
-        return self._processor
-
-    @property
-    def relay(self) -> OutboxRelay:
-        """The outbox relay (available once started)."""
-        if self._relay is None:
-            raise RuntimeError("the coordinator is not started")
-        return self._relay
-
-    @property
-    def db_engine(self) -> AsyncEngine:
-        """The database engine (available once started)."""
-        if self._db_engine is None:
-            raise RuntimeError("the coordinator is not started")
-        return self._db_engine
+        return self._operations
 
     @property
     def transport(self) -> Transport:
@@ -100,10 +87,21 @@ class Coordinator:
         """The Prometheus registry of this coordinator's metrics."""
         return self.metrics.registry
 
+    async def readiness(self) -> dict[str, str]:
+        """Check the database, the broker and the schema: name -> "ok" or what is wrong."""
+        return await readiness(self._db_engine, self._transport)
+
+    async def metrics_text(self) -> bytes:
+        """Return the Prometheus metrics text, the gauges refreshed from the database."""
+        await self.refresh_gauges()
+        return generate_latest(self.metrics.registry)
+
     async def refresh_gauges(self) -> None:
         """Bring the gauges up to date from the database (called on each /metrics scrape)."""
-        store = self.processor.store
-        async with self.db_engine.connect() as conn:
+        if self._processor is None:
+            return
+        store = self._processor.store
+        async with store.reading() as conn:
             backlog, oldest, _dead = await store.outbox_stats(conn)
             now = await store.now(conn)
             by_status, stuck = await queries.gauges(conn, now)
@@ -112,11 +110,6 @@ class Coordinator:
         self.metrics.sagas_stuck.set(stuck)
         self.metrics.outbox_backlog.set(backlog)
         self.metrics.outbox_oldest_age.set((now - oldest).total_seconds() if oldest else 0.0)
-
-    @property
-    def operations(self) -> Operations:
-        """Operator verbs and queries (available once started)."""
-        return Operations(self.processor)
 
     async def start(self) -> None:
         """Check the schema, connect, and start relay, timers and consumers, in that order."""
@@ -144,6 +137,7 @@ class Coordinator:
                 max_attempts=s.outbox_max_attempts,
                 retention=timedelta(seconds=s.outbox_retention_seconds),
                 inbox_retention=timedelta(seconds=s.inbox_retention_seconds),
+                failpoint=s.failpoint,
             )
             self._processor = Processor(
                 store=store,
@@ -151,6 +145,7 @@ class Coordinator:
                 metrics=self.metrics,
                 on_commit=self._relay.wake,
             )
+            self._operations = Operations(self._processor, self.registry)
             self._timers = Timers(
                 processor=self._processor,
                 metrics=self.metrics,
@@ -229,6 +224,34 @@ class Coordinator:
         """Return a saga's state and history (see `Operations.get_saga`)."""
         return await self.operations.get_saga(saga_id)
 
-    async def list_sagas(self, **filters: Any) -> list[dict[str, Any]]:
+    async def list_sagas(
+        self, *, status: str | None = None, saga_type: str | None = None, limit: int = 100
+    ) -> list[dict[str, object]]:
         """Return saga summaries (see `Operations.list_sagas`)."""
-        return await self.operations.list_sagas(**filters)
+        statuses = (status,) if status else ()
+        return await self.operations.list_sagas(
+            SagaFilter(statuses=statuses, saga_type=saga_type, limit=limit)
+        )
+
+
+async def readiness(engine: AsyncEngine | None, transport: Transport | None) -> dict[str, str]:
+    """Check a coordinator's database, broker and schema: name -> "ok" or what is wrong."""
+    if engine is None or transport is None:
+        return {"database": "not started", "broker": "not started", "schema": "not started"}
+    checks: dict[str, str] = {}
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:
+        checks["database"] = f"unreachable: {exc}"
+    try:
+        checks["broker"] = "ok" if await transport.ping() else "disconnected"
+    except Exception as exc:
+        checks["broker"] = f"unreachable: {exc}"
+    try:
+        await check_schema(engine)
+        checks["schema"] = "ok"
+    except Exception as exc:
+        checks["schema"] = str(exc)
+    return checks

@@ -30,6 +30,9 @@ class CoordinatorSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     check_schema: bool = True
     log_level: str = "INFO"
+    failpoint: str | None = Field(
+        default=None, description="crash on purpose at a named point (tests): relay.before_publish"
+    )
 
     @field_validator("amqp_url")
     @classmethod
@@ -37,6 +40,15 @@ class CoordinatorSettings(BaseSettings):
         if not value.startswith(("amqp://", "amqps://", "memory://")):
             raise ValueError("must start with amqp://, amqps:// or memory://")
         return value
+
+    @field_validator("failpoint")
+    @classmethod
+    def _known_failpoint(cls, value: str | None) -> str | None:
+        from coordinator.relay import FAILPOINTS
+
+        if value and value not in FAILPOINTS:
+            raise ValueError(f"unknown failpoint; known: {', '.join(sorted(FAILPOINTS))}")
+        return value or None
 
     @field_validator("db_url")
     @classmethod

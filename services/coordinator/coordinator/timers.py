@@ -16,10 +16,17 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from coordinator.core import (
+    CompStatus,
+    Event,
+    RetryDue,
+    SagaState,
+    SagaTimedOut,
+    StepStatus,
+    StepTimedOut,
+)
 from coordinator.metrics import Metrics
-from coordinator.model import Event, RetryDue, SagaState, SagaTimedOut, StepTimedOut
 from coordinator.processor import Processor
-from coordinator.states import CompStatus, StepStatus
 from coordinator.store import StepDue
 
 logger = logging.getLogger(__name__)
@@ -67,7 +74,7 @@ class Timers:
 
     async def tick(self) -> int:
         """Feed every due event once; return how many were applied."""
-        async with self.store.engine.connect() as conn:
+        async with self.store.reading() as conn:
             at = await self.store.now(conn)
             steps = await self.store.due_steps(conn, at, self.batch)
             sagas = await self.store.due_sagas(conn, at, self.batch)

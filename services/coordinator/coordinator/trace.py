@@ -6,11 +6,10 @@ that handles StartSaga has an id derived from the saga id (`start_traceparent`),
 later hop can hang its spans under it without storing more than the trace id.
 
 Every message the saga sends is stored in the outbox with a `traceparent`: the context of
-the coordinator span that decided it (handling a reply, a start). When no span of the saga
-was active (a timer, tracing off) the header is `fallback` and the relay parents the
-producer span on the saga's start span instead. A step command's PRODUCER span id derives
-from its message id (`producer_traceparent`), so a compensation can link to the forward
-step's span from the saga's state alone.
+the coordinator span that decided it (handling a reply, a start), or, when no span of the
+saga was active (a timer, tracing off), the saga's start span. A step command's PRODUCER
+span id derives from its message id (`producer_traceparent`), so a compensation can link to
+the forward step's span from the saga's state alone.
 """
 
 from __future__ import annotations
@@ -44,26 +43,16 @@ def new_trace_id() -> str:
     return uuid.uuid4().hex
 
 
-def _fallback_span(message_id: str) -> str:
-    return uuid.uuid5(uuid.NAMESPACE_OID, message_id).hex[:16]
-
-
-def traceparent(trace_id: str, message_id: str) -> str:
+def parent_traceparent(trace_id: str, saga_id: str) -> str:
     """Return the `traceparent` to store with an outbox row of the saga's trace.
 
     The current span's context when it belongs to the saga's trace (the span that decided
-    the message); otherwise a fallback whose span id derives from the message id.
+    the message); otherwise the saga's start span, which every trace of a saga has.
     """
     sc = trace.get_current_span().get_span_context()
     if sc.is_valid and f"{sc.trace_id:032x}" == trace_id:
         return f"00-{trace_id}-{sc.span_id:016x}-{int(sc.trace_flags):02x}"
-    return f"00-{trace_id}-{_fallback_span(message_id)}-01"
-
-
-def is_fallback(value: str, message_id: str) -> bool:
-    """Tell whether a stored traceparent is the fallback (no span of the saga decided it)."""
-    match = _TRACEPARENT.match(value.strip().lower())
-    return match is None or match.group(2) == _fallback_span(message_id)
+    return start_traceparent(trace_id, saga_id)
 
 
 def start_key(saga_id: str) -> str:

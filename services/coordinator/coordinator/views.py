@@ -5,25 +5,26 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from coordinator.model import StepState
+    from coordinator.core import StepState
     from coordinator.operations import SagaView
 
 
 def step_view(step: StepState) -> dict[str, Any]:
     """One step as operators see it: status, attempts, times, last error, result."""
+    fwd, comp = step.forward, step.compensation
     duration = None
-    if step.started_at and step.finished_at:
-        duration = (step.finished_at - step.started_at).total_seconds()
-    error = step.comp_error or step.error
+    if fwd.started_at and fwd.finished_at:
+        duration = (fwd.finished_at - fwd.started_at).total_seconds()
+    error = comp.error or fwd.error
     return {
         "name": step.name,
         "service": step.service,
         "action": step.action,
         "kind": step.kind.value,
         "status": step.display_status,
-        "attempts": step.attempt,
-        "started_at": step.started_at,
-        "finished_at": step.finished_at,
+        "attempts": fwd.attempt,
+        "started_at": fwd.started_at,
+        "finished_at": fwd.finished_at,
         "duration_seconds": duration,
         "deadline": step.deadline,
         "retry_due_at": step.due_at,
@@ -33,16 +34,16 @@ def step_view(step: StepState) -> dict[str, Any]:
         "uncertain": step.uncertain,
         "compensation": {
             "action": step.compensation_action,
-            "status": step.comp_status.value,
-            "attempts": step.comp_attempt,
-            "started_at": step.comp_started_at,
-            "finished_at": step.comp_finished_at,
+            "status": comp.status.value,
+            "attempts": comp.attempt,
+            "started_at": comp.started_at,
+            "finished_at": comp.finished_at,
             "note": step.note,
         },
     }
 
 
-def saga_detail(view: SagaView, waiting: dict[str, Any] | None) -> dict[str, Any]:
+def saga_detail(view: SagaView) -> dict[str, Any]:
     """One saga with its steps, history, trace id, and what it waits for if pending."""
     s = view.state
     return {
@@ -58,7 +59,7 @@ def saga_detail(view: SagaView, waiting: dict[str, Any] | None) -> dict[str, Any
         "cancelled_by": s.cancelled_by,
         "trace_id": s.trace_id,
         "resources": list(s.resources),
-        "waiting": waiting,
+        "waiting": view.waiting,
         "input": s.input,
         "steps": [step_view(step) for step in s.steps],
         "history": [{"id": row.id, **row.entry.model_dump(mode="json")} for row in view.history],

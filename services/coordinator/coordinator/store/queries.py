@@ -1,4 +1,4 @@
-"""Read-only queries behind the HTTP API: listing with filters, lock positions, statistics.
+"""Read-only queries: saga lists, lock positions, statistics, gauges, what timers find due.
 
 They read the coordinator's tables directly and never lock anything, so operators looking at
 sagas never slow the per-message transactions down.
@@ -15,8 +15,9 @@ from typing import Any
 from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from contracts import SagaStatus
-from coordinator import tables as t
+from contracts import TERMINAL_STATUSES, SagaStatus
+from coordinator.core import CompStatus, StepStatus
+from coordinator.store import tables as t
 
 FINISHED = ("completed", "compensated", "failed", "compensation_failed", "cancelled")
 """Statuses that end a saga, for statistics."""
@@ -73,9 +74,10 @@ def _stuck(now: datetime) -> Any:
     overdue = exists().where(
         and_(
             s.saga_id == c.id,
-            s.deadline.is_not(None),
-            s.deadline < now,
-            or_(s.status == "running", s.comp_status == "running"),
+            or_(
+                and_(s.status == StepStatus.RUNNING, s.deadline < now),
+                and_(s.comp_status == CompStatus.RUNNING, s.comp_deadline < now),
+            ),
         )
     )
     return and_(c.status.in_(("running", "compensating")), overdue)
@@ -206,3 +208,54 @@ def _percentile(values: list[float], q: float) -> float | None:
         return None
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+async def count_by_status(conn: AsyncConnection) -> dict[SagaStatus, int]:
+    """Return how many sagas are in each status."""
+    c = t.sagas.c
+    rows = await conn.execute(select(c.status, func.count()).group_by(c.status))
+    return {SagaStatus(status): int(n) for status, n in rows}
+
+
+@dataclass(frozen=True)
+class StepDue:
+    """A step row the timers found due."""
+
+    saga_id: str
+    name: str
+    status: str
+    comp_status: str
+    attempt: int
+    comp_attempt: int
+
+
+_TERMINAL = [s.value for s in TERMINAL_STATUSES]
+
+
+async def due_steps(conn: AsyncConnection, at: datetime, limit: int) -> list[StepDue]:
+    """Return steps whose deadline passed or whose retry is due (either leg), in live sagas."""
+    st, s = t.saga_steps.c, t.sagas.c
+    due = or_(
+        and_(st.status == StepStatus.RUNNING, st.deadline <= at),
+        and_(st.status == StepStatus.RETRY_WAIT, st.due_at <= at),
+        and_(st.comp_status == CompStatus.RUNNING, st.comp_deadline <= at),
+        and_(st.comp_status == CompStatus.RETRY_WAIT, st.comp_due_at <= at),
+    )
+    stmt = (
+        select(st.saga_id, st.name, st.status, st.comp_status, st.attempt, st.comp_attempt)
+        .join(t.sagas, s.id == st.saga_id)
+        .where(s.status.not_in(_TERMINAL), due)
+        .limit(limit)
+    )
+    return [StepDue(**r) for r in (await conn.execute(stmt)).mappings()]
+
+
+async def due_sagas(conn: AsyncConnection, at: datetime, limit: int) -> list[str]:
+    """Return ids of live sagas whose own deadline passed and was not yet fed."""
+    s = t.sagas.c
+    stmt = (
+        select(s.id)
+        .where(s.status.not_in(_TERMINAL), s.deadline <= at, s.deadline_fired.is_(False))
+        .limit(limit)
+    )
+    return list((await conn.execute(stmt)).scalars())

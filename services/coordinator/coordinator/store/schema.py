@@ -15,15 +15,13 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from coordinator.errors import SchemaBehind
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 """The alembic script directory of the coordinator."""
 
 UPGRADE_COMMAND = "convection db upgrade"
 """The command that brings a database's schema up to date."""
-
-
-class SchemaBehind(RuntimeError):
-    """The database's schema revision is not the code's head revision."""
 
 
 def alembic_config(url: str | None = None) -> Config:

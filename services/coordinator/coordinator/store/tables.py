@@ -1,6 +1,6 @@
 """The coordinator's tables, as SQLAlchemy Core: the same definitions on PostgreSQL and SQLite.
 
-The alembic migrations in `coordinator/migrations/` create exactly these tables; a test
+The alembic migrations in `coordinator/store/migrations/` create exactly these tables; a test
 compares the migrated schema with this metadata so the two never drift apart.
 """
 
@@ -105,28 +105,34 @@ saga_steps = Table(
     Column("action", String(100), nullable=False),
     Column("kind", String(32), nullable=False),
     Column("compensation_action", String(100)),
+    # The forward leg's columns, then the compensation leg's (prefix comp_): flat, so the
+    # timers and the operators' queries filter on them directly.
     Column("status", String(32), nullable=False),
     Column("attempt", Integer, nullable=False),
-    Column("comp_status", String(32), nullable=False),
-    Column("comp_attempt", Integer, nullable=False),
     Column("command_id", String(128)),
     Column("deadline", UtcDateTime),
     Column("due_at", UtcDateTime),
     Column("started_at", UtcDateTime),
     Column("finished_at", UtcDateTime),
+    Column("error", JsonType),
+    Column("comp_status", String(32), nullable=False),
+    Column("comp_attempt", Integer, nullable=False),
+    Column("comp_command_id", String(128)),
+    Column("comp_deadline", UtcDateTime),
+    Column("comp_due_at", UtcDateTime),
     Column("comp_started_at", UtcDateTime),
     Column("comp_finished_at", UtcDateTime),
-    Column("result", JsonType),
-    Column("error", JsonType),
     Column("comp_error", JsonType),
+    Column("result", JsonType),
     Column("uncertain", Boolean, nullable=False),
     Column("completed_seq", Integer),
     Column("progress", Text),
     Column("note", Text),
     Index("ix_saga_steps_status_deadline", "status", "comp_status", "deadline"),
     Index("ix_saga_steps_due_at", "due_at"),
+    Index("ix_saga_steps_comp_timers", "comp_deadline", "comp_due_at"),
 )
-"""One row per step of a saga, with every field of its StepState."""
+"""One row per step of a saga, with every field of its StepState and both its legs."""
 
 saga_history = Table(
     "saga_history",
@@ -157,6 +163,9 @@ outbox = Table(
     Column("body", LargeBinary, nullable=False),
     Column("headers", JsonType, nullable=False),
     Column("mandatory", Boolean, nullable=False),
+    # How the relay traces the publish (span name, attributes, parent, links), decided when
+    # the row was written: the relay never reads a message's body or a saga's history.
+    Column("span", JsonType),
     Column("created_at", UtcDateTime, nullable=False),
     Column("available_at", UtcDateTime, nullable=False),
     Column("attempts", Integer, nullable=False, default=0),

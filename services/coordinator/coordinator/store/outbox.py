@@ -6,15 +6,42 @@ commit out of order, and a relay polling "id > last seen" would skip rows.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from coordinator import tables as t
-from coordinator.dialect import Dialect
+from coordinator.store import tables as t
+from coordinator.store.dialect import Dialect
+
+
+@dataclass(frozen=True)
+class SpanSpec:
+    """How the relay traces a row's publish, decided when the row is written.
+
+    The PRODUCER span's parent is the row's stored `traceparent` header; its id derives from
+    the message id. `links` are traceparents (a compensation links to its forward step).
+    """
+
+    name: str
+    attributes: Mapping[str, str | int | bool] = field(default_factory=dict)
+    links: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the JSON stored in the row's `span` column."""
+        return {"name": self.name, "attributes": dict(self.attributes), "links": list(self.links)}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any] | None) -> SpanSpec | None:
+        """Read the `span` column back (None: the row is traced by nobody)."""
+        if not data:
+            return None
+        return cls(
+            str(data["name"]), dict(data.get("attributes") or {}), tuple(data.get("links") or ())
+        )
 
 
 @dataclass(frozen=True)
@@ -28,6 +55,7 @@ class OutboxMessage:
     mandatory: bool = True
     headers: dict[str, str] = field(default_factory=dict)
     saga_id: str | None = None
+    span: SpanSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -43,6 +71,7 @@ class OutboxRow:
     mandatory: bool
     attempts: int
     created_at: datetime
+    span: SpanSpec | None = None
 
 
 class OutboxQueries:
@@ -50,8 +79,6 @@ class OutboxQueries:
 
     engine: AsyncEngine
     dialect: Dialect
-
-    # -- outbox -------------------------------------------------------------------------------
 
     async def add_outbox(
         self, conn: AsyncConnection, messages: Iterable[OutboxMessage], at: datetime
@@ -66,6 +93,7 @@ class OutboxQueries:
                 "body": m.body,
                 "headers": m.headers,
                 "mandatory": m.mandatory,
+                "span": m.span.to_json() if m.span is not None else None,
                 "created_at": at,
                 "available_at": at,
                 "attempts": 0,
@@ -115,6 +143,7 @@ class OutboxQueries:
                 mandatory=r["mandatory"],
                 attempts=r["attempts"],
                 created_at=r["created_at"],
+                span=SpanSpec.from_json(r["span"]),
             )
             for r in rows
         ]

@@ -5,56 +5,38 @@ relay takes different rows and a crashed relay's rows go back to the others. Eac
 published with confirms (`mandatory` per row: an unroutable command is an error); sent rows
 are marked, failed ones back off, and a row that keeps failing is parked dead with its
 reason, so it never blocks the rows behind it. The relay wakes at once after a local commit,
-on PostgreSQL NOTIFY from other replicas, and otherwise polls.
+when the dialect hears of a commit elsewhere (PostgreSQL NOTIFY), and otherwise polls.
 
-Each row is published in its own PRODUCER span, a child of the context stored with the row
-(the coordinator span that decided it), never of the relay's own: the relay publishes later,
-maybe from another replica. The message carries the producer span's traceparent. A command's
-producer span id derives from its message id, so a compensation links to the span of the
-step it undoes; a lifecycle event's span records how the saga ended.
+A row carries everything its publish needs, decided when it was written: the relay never
+reads a body or a saga's history. A traced row is published in its own PRODUCER span, a
+child of the context stored with the row (the coordinator span that decided it), never of
+the relay's own; the message carries the producer span's traceparent.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
 
-import asyncpg
-from opentelemetry.trace import INVALID_SPAN, Link, Span
-from sqlalchemy.ext.asyncio import AsyncConnection
+from opentelemetry.trace import INVALID_SPAN, Span
 
-from convection.tracing import (
-    context_from_traceparent,
-    inject,
-    link_to,
-    messaging_attributes,
-    producer_span,
-    span_id_for,
-)
+from convection.tracing import context_from_traceparent, inject, link_to, producer_span, span_id_for
 from convection.transport import Transport
-from coordinator.dialect import NOTIFY_CHANNEL, asyncpg_dsn
 from coordinator.metrics import Metrics
 from coordinator.store import OutboxRow, Store
-from coordinator.trace import (
-    TRACEPARENT,
-    is_fallback,
-    producer_key,
-    producer_traceparent,
-    start_traceparent,
-    trace_id_from,
-)
+from coordinator.trace import TRACEPARENT, producer_key
 
 logger = logging.getLogger(__name__)
 
 FAILPOINT_BEFORE_PUBLISH = "relay.before_publish"
-"""`CONVECTION_FAILPOINT` value that kills the process after a claim, before publishing."""
+"""Failpoint that kills the process after a claim, before publishing (tests only)."""
+FAILPOINTS = frozenset({FAILPOINT_BEFORE_PUBLISH})
+"""The failpoints of the coordinator (`CONVECTION_FAILPOINT`)."""
 
 
 class OutboxRelay:
@@ -73,6 +55,7 @@ class OutboxRelay:
         inbox_retention: timedelta = timedelta(days=7),
         backoff_max: float = 60.0,
         listen: bool = True,
+        failpoint: str | None = None,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -83,20 +66,22 @@ class OutboxRelay:
         self.retention = retention
         self.inbox_retention = inbox_retention
         self.backoff_max = backoff_max
-        self._listen = listen and store.dialect.postgres
+        self._listen = listen
+        self._die_before_publish = failpoint == FAILPOINT_BEFORE_PUBLISH
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_maintenance = 0.0
 
     def wake(self) -> None:
-        """Relay now: called after a local commit that wrote outbox rows."""
+        """Relay now: called after a commit that wrote outbox rows."""
         self._wake.set()
 
     async def start(self) -> None:
-        """Start relaying in the background (and listening for NOTIFY on PostgreSQL)."""
+        """Start relaying in the background (and listening for other replicas' commits)."""
         self._tasks.append(asyncio.create_task(self._run(), name="outbox-relay"))
         if self._listen:
-            self._tasks.append(asyncio.create_task(self._listener(), name="outbox-listen"))
+            listen = self.store.dialect.listen(self.wake, retry_every=self.poll_interval)
+            self._tasks.append(asyncio.create_task(listen, name="outbox-listen"))
 
     async def stop(self) -> None:
         """Stop relaying; rows not sent yet stay for the next relay."""
@@ -124,9 +109,8 @@ class OutboxRelay:
             rows = await self.store.claim_outbox(conn, at, self.batch)
             if not rows:
                 return 0
-            links = await self._links(conn, rows)
             # The rows stay locked while they are published: no other relay sends them.
-            results = await asyncio.gather(*(self._publish(r, links.get(r.id, [])) for r in rows))
+            results = await asyncio.gather(*(self._publish(r) for r in rows))
             sent = [r.id for r, error in zip(rows, results, strict=True) if error is None]
             await self.store.mark_sent(conn, sent, at)
             self.metrics.outbox_sent.inc(len(sent))
@@ -151,36 +135,13 @@ class OutboxRelay:
                 )
         return len(rows)
 
-    async def _links(self, conn: AsyncConnection, rows: list[OutboxRow]) -> dict[int, list[Link]]:
-        # A compensation links to the producer span of the forward attempt it undoes (the
-        # last one started); that span's id derives from the attempt's message id.
-        out: dict[int, list[Link]] = {}
-        for row in rows:
-            body = _body(row)
-            trace_id = trace_id_from(row.headers)
-            if not body.get("compensation") or trace_id is None:
-                continue
-            # The history records the command id of every attempt it started: the last one
-            # of this step is the forward attempt being undone.
-            step_name = str(body.get("step"))
-            started = [
-                h.entry.detail.get("command_id")
-                for h in await self.store.history(conn, str(body.get("saga_id")))
-                if h.entry.kind == "step.started" and h.entry.step == step_name
-            ]
-            if not started or not started[-1]:
-                continue
-            out[row.id] = link_to(producer_traceparent(trace_id, str(started[-1])))
-        return out
-
-    async def _publish(self, row: OutboxRow, links: list[Link]) -> str | None:
-        if os.environ.get("CONVECTION_FAILPOINT") == FAILPOINT_BEFORE_PUBLISH:
+    async def _publish(self, row: OutboxRow) -> str | None:
+        if self._die_before_publish:
             # Tests: die like a SIGKILL after the step committed, before it is published.
             os._exit(137)
-        body = _body(row)
         headers = dict(row.headers)
         try:
-            with _producer_span(row, body, links) as span:
+            with producer_span_of(row) as span:
                 if span.get_span_context().is_valid:
                     # The message carries the producer span's context, not the stored one.
                     inject(headers)
@@ -224,84 +185,22 @@ class OutboxRelay:
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
             self._wake.clear()
 
-    async def _listener(self) -> None:
-        dsn = asyncpg_dsn(self.store.engine.url.render_as_string(hide_password=False))
-
-        def on_notify(*_args: Any) -> None:
-            self._wake.set()
-
-        while True:
-            conn = None
-            try:
-                closed = asyncio.Event()
-                conn = await asyncpg.connect(dsn, timeout=10)
-                conn.add_termination_listener(lambda *_a, ev=closed: ev.set())
-                await conn.add_listener(NOTIFY_CHANNEL, on_notify)
-                await closed.wait()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                # NOTIFY is only a hint: polling carries on while we reconnect.
-                logger.warning("outbox LISTEN connection failed: %r; reconnecting", exc)
-                await asyncio.sleep(self.poll_interval)
-            finally:
-                if conn is not None and not conn.is_closed():
-                    with contextlib.suppress(Exception):
-                        await asyncio.shield(conn.close(timeout=2))
-
-
-def _body(row: OutboxRow) -> dict[str, Any]:
-    # Only to name and attribute the span: a body we cannot read is still published.
-    try:
-        value = json.loads(row.body)
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
 
 @contextlib.contextmanager
-def _producer_span(row: OutboxRow, body: dict[str, Any], links: list[Link]) -> Iterator[Span]:
-    stored = row.headers.get(TRACEPARENT)
-    trace_id = trace_id_from(row.headers)
-    if trace_id is None:
-        # A row of no trace (the coordinator's messages to itself): a span here would start
-        # a stray trace of its own.
+def producer_span_of(row: OutboxRow) -> Iterator[Span]:
+    """Open the PRODUCER span a row's publish runs in, as decided when the row was written.
+
+    A row of no trace (the coordinator's notes to itself) gets none: a span here would start
+    a stray trace of its own.
+    """
+    if row.span is None:
         yield INVALID_SPAN
         return
-    saga_id = body.get("saga_id")
-    if (
-        trace_id is not None
-        and isinstance(saga_id, str)
-        and is_fallback(stored or "", row.message_id)
-    ):
-        # No span of the saga decided this row (a timer, tracing off when it was written):
-        # hang it under the saga's start span, which always exists in the trace.
-        stored = start_traceparent(trace_id, saga_id)
-    kind = body.get("type")
-    saga: dict[str, Any] = {"id": saga_id, "type": body.get("saga_type")}
-    if kind == "step.command":
-        compensation = bool(body.get("compensation"))
-        saga |= {"step": body.get("step"), "attempt": body.get("attempt")}
-        saga["compensation"] = compensation
-        name = f"{body.get('step')} {'compensate' if compensation else 'send'}"
-    elif kind == "saga.event":
-        # The saga's end (completed, compensated, failed, cancelled) is this short span.
-        saga["outcome"] = body.get("status")
-        saga["event.step"] = body.get("step")
-        name = f"saga {body.get('saga_type')} {body.get('status')}"
-    else:
-        name = f"{kind or 'message'} send"
-    attributes = messaging_attributes(
-        operation="send",
-        exchange=row.exchange,
-        routing_key=row.routing_key,
-        message_id=row.message_id,
-        saga=saga,
-    )
+    links = [link for tp in row.span.links for link in link_to(tp)]
     with producer_span(
-        name,
-        context_from_traceparent(stored),
-        attributes,
+        row.span.name,
+        context_from_traceparent(row.headers.get(TRACEPARENT)),
+        dict(row.span.attributes),
         links,
         span_id=span_id_for(producer_key(row.message_id)),
     ) as span:

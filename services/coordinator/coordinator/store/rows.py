@@ -1,4 +1,9 @@
-"""Rows to models and back: the one place that knows how a SagaState is laid out in tables."""
+"""Rows to models and back: the one place that knows how a SagaState is laid out in tables.
+
+A step's two legs are stored flat in its row: the forward leg in the unprefixed columns
+(`status`, `attempt`, `command_id`, ...), the compensation leg in the same columns prefixed
+`comp_`. `state_from_rows(saga_row(s), [step_row(...)...]) == s` for every state.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +11,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from contracts import ErrorInfo, SagaStatus
-from coordinator.model import SagaState, StepState
-from coordinator.states import CompStatus, StepStatus
+from coordinator.core import CompStatus, Leg, SagaState, StepState, StepStatus
 from sagas import StepKind
 
 
@@ -17,6 +21,24 @@ def _error(value: Any) -> ErrorInfo | None:
 
 def _dump(error: ErrorInfo | None) -> dict[str, Any] | None:
     return None if error is None else error.model_dump(mode="json")
+
+
+_COMP = "comp_"
+"""The column prefix of a step's compensation leg (its forward leg has none)."""
+_LEG_COLUMNS = ("attempt", "command_id", "deadline", "due_at", "started_at", "finished_at")
+
+
+def _leg_columns(leg: Leg[StepStatus] | Leg[CompStatus], prefix: str) -> dict[str, Any]:
+    out = {f"{prefix}{name}": getattr(leg, name) for name in _LEG_COLUMNS}
+    out[f"{prefix}status"] = leg.status.value
+    out[f"{prefix}error"] = _dump(leg.error)
+    return out
+
+
+def _leg_fields(row: Mapping[Any, Any], prefix: str) -> dict[str, Any]:
+    out = {name: row[f"{prefix}{name}"] for name in _LEG_COLUMNS}
+    out["error"] = _error(row[f"{prefix}error"])
+    return out
 
 
 def saga_row(state: SagaState) -> dict[str, Any]:
@@ -54,20 +76,9 @@ def step_row(saga_id: str, ordinal: int, step: StepState) -> dict[str, Any]:
         "action": step.action,
         "kind": step.kind.value,
         "compensation_action": step.compensation_action,
-        "status": step.status.value,
-        "attempt": step.attempt,
-        "comp_status": step.comp_status.value,
-        "comp_attempt": step.comp_attempt,
-        "command_id": step.command_id,
-        "deadline": step.deadline,
-        "due_at": step.due_at,
-        "started_at": step.started_at,
-        "finished_at": step.finished_at,
-        "comp_started_at": step.comp_started_at,
-        "comp_finished_at": step.comp_finished_at,
+        **_leg_columns(step.forward, ""),
+        **_leg_columns(step.compensation, _COMP),
         "result": step.result,
-        "error": _dump(step.error),
-        "comp_error": _dump(step.comp_error),
         "uncertain": step.uncertain,
         "completed_seq": step.completed_seq,
         "progress": step.progress,
@@ -85,20 +96,11 @@ def _step(row: Mapping[Any, Any]) -> StepState:
         action=row["action"],
         kind=StepKind(row["kind"]),
         compensation_action=row["compensation_action"],
-        status=StepStatus(row["status"]),
-        attempt=row["attempt"],
-        comp_status=CompStatus(row["comp_status"]),
-        comp_attempt=row["comp_attempt"],
-        command_id=row["command_id"],
-        deadline=row["deadline"],
-        due_at=row["due_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        comp_started_at=row["comp_started_at"],
-        comp_finished_at=row["comp_finished_at"],
+        forward=Leg[StepStatus](status=StepStatus(row["status"]), **_leg_fields(row, "")),
+        compensation=Leg[CompStatus](
+            status=CompStatus(row[f"{_COMP}status"]), **_leg_fields(row, _COMP)
+        ),
         result=row["result"],
-        error=_error(row["error"]),
-        comp_error=_error(row["comp_error"]),
         uncertain=row["uncertain"],
         completed_seq=row["completed_seq"],
         progress=row["progress"],

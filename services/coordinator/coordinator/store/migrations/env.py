@@ -1,7 +1,7 @@
 """Alembic environment: async-aware, and able to run on a connection handed in by the caller.
 
-`convection db upgrade` runs alembic with a URL; `coordinator.schema.upgrade` hands in an
-open connection (config.attributes["connection"]) so tests and the embedded mode can
+`convection db upgrade` runs alembic with a URL; `coordinator.store.schema.upgrade_engine`
+hands in an open connection (config.attributes["connection"]) so tests and the embedded mode can
 migrate from inside a running event loop.
 """
 
@@ -13,7 +13,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from convection.db import make_engine
-from coordinator.tables import metadata
+from coordinator.store.tables import metadata
 
 config = context.config
 

@@ -1,0 +1,119 @@
+"""What every route of the HTTP API shares: its coordinator, problems, bodies, who asked.
+
+Errors are application/problem+json (RFC 9457), with pydantic's field errors under
+`errors`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
+
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+
+if TYPE_CHECKING:
+    from coordinator.operations import Operations
+    from sagas import Registry
+
+PROBLEM = "application/problem+json"
+"""The media type of every error response."""
+
+
+class Backend(Protocol):
+    """What the API needs of a running coordinator (coordinator.service.Coordinator)."""
+
+    @property
+    def registry(self) -> Registry:
+        """The saga types it runs."""
+
+    @property
+    def operations(self) -> Operations:
+        """Operator verbs and queries: the API's only way to sagas."""
+
+    async def readiness(self) -> dict[str, str]:
+        """Check the database, the broker and the schema: name -> "ok" or what is wrong."""
+
+    async def metrics_text(self) -> bytes:
+        """Return the Prometheus metrics, gauges refreshed."""
+
+
+COORDINATOR = web.AppKey("coordinator", Backend)
+"""The app key of the coordinator the API serves."""
+ACTOR = web.RequestKey("actor", str)
+"""Who asked: the token's name, else its role ("loopback" without tokens)."""
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+"""A route handler."""
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str = "",
+    *,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    """Return an RFC 9457 problem response."""
+    body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return web.json_response(
+        body, status=status, content_type=PROBLEM, dumps=_dumps, headers=headers
+    )
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=str)
+
+
+def json_response(
+    data: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> web.Response:
+    """Return a JSON response (datetimes as ISO strings)."""
+    return web.json_response(data, status=status, headers=headers, dumps=_dumps)
+
+
+class ApiProblem(Exception):
+    """Raised by a handler's helpers to answer with `response` at once."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.text)
+        self.response = response
+
+
+def guard(fn: Handler) -> Handler:
+    """Wrap a handler so an ApiProblem raised in it becomes its response."""
+
+    async def wrapper(request: web.Request) -> web.StreamResponse:
+        try:
+            return await fn(request)
+        except ApiProblem as exc:
+            return exc.response
+
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
+    """Parse the request body as JSON into `model`, or raise ApiProblem (400 or 422)."""
+    raw = await request.read()
+    try:
+        data = json.loads(raw or b"null")
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ApiProblem(problem(400, "Bad Request", f"the body is not JSON: {exc}")) from exc
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ApiProblem(validation_problem(exc, "the body does not match the schema")) from exc
+
+
+def validation_problem(exc: ValidationError, detail: str) -> web.Response:
+    """Return a 422 problem listing pydantic's field errors."""
+    return errors_problem([dict(e) for e in exc.errors(include_url=False)], detail)
+
+
+def errors_problem(errors: list[dict[str, Any]], detail: str) -> web.Response:
+    """Return a 422 problem listing field errors (loc, msg, type each)."""
+    listed = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
+    return problem(422, "Unprocessable Content", detail, errors=listed)

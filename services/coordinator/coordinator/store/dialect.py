@@ -1,0 +1,164 @@
+"""Where PostgreSQL and SQLite differ, in one place.
+
+The clock, row locks, upserts, wake-ups, and what their errors mean.
+
+PostgreSQL is the production store: the database clock, `FOR UPDATE [SKIP LOCKED]`, and
+NOTIFY (a commit with outbox rows wakes the relays of every replica) do the work there.
+SQLite is the embedded mode, one process and one writer: it has no row locks and no clock of
+its own worth trusting, so it takes the Python UTC clock and a process-wide write lock, and
+its only wake-ups are the local ones the relay already gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from sqlalchemy import Select, Table, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from coordinator.errors import Conflict, StoreError, StoreUnavailable
+
+logger = logging.getLogger(__name__)
+
+NOTIFY_CHANNEL = "convection_outbox"
+"""The PostgreSQL channel on which a commit with outbox rows wakes every relay."""
+
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+# serialization failure, deadlock, lock not available
+_UNAVAILABLE_PREFIXES = ("08", "57P")
+# connection exceptions; operator intervention (admin shutdown, crash shutdown, cannot connect)
+
+
+class Dialect:
+    """The dialect-specific operations of one database engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.name = engine.dialect.name
+        self.postgres = self.name == "postgresql"
+        # SQLite has one writer; an in-process lock avoids SQLITE_BUSY on lock upgrades.
+        self._writer = asyncio.Lock() if not self.postgres else None
+
+    @contextlib.asynccontextmanager
+    async def writing(self) -> AsyncIterator[None]:
+        """Hold the process-wide write lock around a transaction (SQLite only)."""
+        if self._writer is None:
+            yield
+            return
+        async with self._writer:
+            yield
+
+    async def now(self, conn: AsyncConnection) -> datetime:
+        """Return the database clock's time (`clock_timestamp()`); Python's UTC on SQLite."""
+        if not self.postgres:
+            return datetime.now(UTC)
+        value = (await conn.execute(text("SELECT clock_timestamp()"))).scalar_one()
+        assert isinstance(value, datetime)
+        return value.astimezone(UTC)
+
+    def for_update(self, stmt: Select[Any], *, skip_locked: bool = False) -> Select[Any]:
+        """Lock the selected rows until commit; on SQLite the single writer is the lock."""
+        if not self.postgres:
+            return stmt
+        return stmt.with_for_update(skip_locked=skip_locked)
+
+    def insert_ignore(self, table: Table) -> Any:
+        """Return an INSERT that silently skips rows whose primary key already exists."""
+        if self.postgres:
+            return postgresql.insert(table).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
+
+    async def notify(self, conn: AsyncConnection) -> None:
+        """Wake the relays of other replicas when this transaction commits (PostgreSQL)."""
+        if self.postgres:
+            await conn.execute(select(text(f"pg_notify('{NOTIFY_CHANNEL}', '')")))
+
+    async def lock_resources(self, conn: AsyncConnection, resources: Iterable[str]) -> None:
+        """Serialise changes to these resources' lock queues until commit (sorted: no cycles).
+
+        A queue spans several rows, and a row that does not exist yet cannot be locked, so
+        an advisory lock per resource name stands for its queue.
+        """
+        if not self.postgres:
+            return
+        for resource in sorted(set(resources)):
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:r, 0))"), {"r": resource}
+            )
+
+    async def listen(self, wake: Callable[[], None], *, retry_every: float = 1.0) -> None:
+        """Call `wake` on every commit with outbox rows, from any replica, until cancelled.
+
+        PostgreSQL: a LISTEN connection of its own, reconnected when it drops. NOTIFY is a
+        hint only (it is lost while disconnected); the relay polls as well. SQLite: nothing
+        arrives from elsewhere, so this just waits to be cancelled.
+        """
+        if not self.postgres:
+            await asyncio.Event().wait()
+            return
+        dsn = asyncpg_dsn(self.engine.url.render_as_string(hide_password=False))
+
+        def on_notify(*_args: Any) -> None:
+            wake()
+
+        while True:
+            conn = None
+            try:
+                closed = asyncio.Event()
+                conn = await asyncpg.connect(dsn, timeout=10)
+                conn.add_termination_listener(lambda *_a, ev=closed: ev.set())
+                await conn.add_listener(NOTIFY_CHANNEL, on_notify)
+                await closed.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                logger.warning("outbox LISTEN connection failed: %r; reconnecting", exc)
+                await asyncio.sleep(retry_every)
+            finally:
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(conn.close(timeout=2))
+
+
+def translate(exc: BaseException) -> StoreError | None:
+    """Return the store error a driver error means, or None when it is not one of ours.
+
+    Called at the edge (the store's transaction and read contexts), so nothing past the
+    store ever sees a driver's exception type.
+    """
+    if isinstance(exc, StoreError):
+        return exc
+    if isinstance(exc, OSError | ConnectionError | asyncpg.exceptions.ConnectionDoesNotExistError):
+        return StoreUnavailable(f"the database is unreachable: {exc}")
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = exc.orig
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    if code is None and orig is not None:
+        code = getattr(orig.__cause__, "sqlstate", None)
+    if code in _CONFLICT_SQLSTATES:
+        return Conflict(f"the transaction collided with another ({code}): {orig}")
+    if exc.connection_invalidated or (code is not None and code.startswith(_UNAVAILABLE_PREFIXES)):
+        return StoreUnavailable(f"the database connection failed ({code}): {orig}")
+    if "database is locked" in str(orig):
+        # SQLite: another process held the write lock longer than busy_timeout.
+        return Conflict(f"the SQLite database is locked: {orig}")
+    if isinstance(exc, InterfaceError) and code is None:
+        # asyncpg: the connection closed in the middle of an operation.
+        return StoreUnavailable(f"the database connection failed: {orig}")
+    return None
+
+
+def asyncpg_dsn(url: str) -> str:
+    """Return a plain `postgresql://` DSN for asyncpg.connect from a SQLAlchemy URL."""
+    parsed = make_url(url).set(drivername="postgresql")
+    return parsed.render_as_string(hide_password=False)
