@@ -6,7 +6,15 @@ Pure data, no I/O. Import modules qualified: `from contracts import ro` then `ro
 from contracts import actions, lcm, ro, topology, vim
 from contracts.actions import Action, Catalogue, Result, UnknownAction
 from contracts.base import SCHEMA_VERSION, ErrorInfo, Message, Model, UtcDatetime, new_id, utc_now
-from contracts.messages import MAX_MESSAGE_BYTES, AnyMessage, BadMessage, decode, encode
+from contracts.jsonsafe import (
+    BAD_MESSAGE_REASONS,
+    MAX_JSON_DEPTH,
+    MAX_MESSAGE_BYTES,
+    BadMessage,
+    BadMessageReason,
+    parse_json,
+)
+from contracts.messages import AnyMessage, decode, encode
 from contracts.saga import (
     TERMINAL_STATUSES,
     CancelSaga,
@@ -21,13 +29,16 @@ CATALOGUE = Catalogue(vim.ACTIONS + ro.ACTIONS + lcm.ACTIONS)
 """Every action of every participant service, by name."""
 
 __all__ = [
+    "BAD_MESSAGE_REASONS",
     "CATALOGUE",
+    "MAX_JSON_DEPTH",
     "MAX_MESSAGE_BYTES",
     "SCHEMA_VERSION",
     "TERMINAL_STATUSES",
     "Action",
     "AnyMessage",
     "BadMessage",
+    "BadMessageReason",
     "CancelSaga",
     "Catalogue",
     "Command",
@@ -49,6 +60,7 @@ __all__ = [
     "encode",
     "lcm",
     "new_id",
+    "parse_json",
     "reply_to",
     "ro",
     "topology",

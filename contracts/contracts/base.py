@@ -17,7 +17,12 @@ SCHEMA_VERSION = 1
 
 
 def _to_utc(value: datetime) -> datetime:
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        # 9999-12-31T23:00-05:00 is past datetime.max in UTC; pydantic passes an
+        # OverflowError through unwrapped, so it must become a validation error here.
+        raise ValueError("the time is out of range once converted to UTC") from exc
 
 
 UtcDatetime = Annotated[AwareDatetime, AfterValidator(_to_utc)]

@@ -8,6 +8,9 @@ from pydantic import Field, model_validator
 
 from contracts.base import ErrorInfo, Identifier, JsonObject, Message, Model, Name, UtcDatetime
 
+MAX_ATTEMPT = 2**31 - 1
+"""Largest attempt number: the coordinator stores attempts in PostgreSQL `integer` columns."""
+
 Outcome = Literal["succeeded", "failed", "retryable", "progress"]
 """How a step attempt went: done, failed for good, failed for now, or still working."""
 
@@ -19,7 +22,7 @@ class Command(Message):
     saga_id: Identifier
     saga_type: Name
     step: str = Field(min_length=1, max_length=200)
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT)
     compensation: bool = False
     idempotency_key: str = Field(min_length=1, max_length=300)
     """Stable across attempts and redeliveries: passed on to the system the step changes."""
@@ -45,7 +48,7 @@ class Reply(Message):
     command_id: Identifier
     saga_id: Identifier
     step: str = Field(min_length=1, max_length=200)
-    attempt: int = Field(ge=1)
+    attempt: int = Field(ge=1, le=MAX_ATTEMPT)
     compensation: bool = False
     outcome: Outcome
     result: JsonObject | None = None

@@ -2,9 +2,8 @@
 
 A message is acked only after its effects committed. Bad input never crashes a consumer and
 is never dropped: it is dead-lettered with the reason in a header, logged, and counted.
-Reasons: the decoder's (too_large, invalid_json, not_an_object, unknown_type,
-unsupported_schema_version, invalid_message), unexpected_type (a valid message on the wrong
-queue), unknown_saga_type, invalid_input, unknown_saga and unknown_step.
+Reasons: the decoder's (`contracts.BAD_MESSAGE_REASONS`), unexpected_type (a valid message on
+the wrong queue), unknown_saga_type, invalid_input, unknown_saga and unknown_step.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Hostile inputs for Convection's edges, as data: see `tests.hostile.corpus`."""
