@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS floor_outbox (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 """
+"""The orchestrator's tables: the sagas and the outbox."""
 
 # The exchanges and routing keys are parameters ($4...), so the SQL names no constants twice.
 START = """
@@ -61,6 +62,7 @@ SELECT $4::text, $5::text,
   FROM saga
 RETURNING id, exchange, routing_key, body
 """
+"""Start a saga: its row and its first command's outbox row, one statement."""
 
 ADVANCE = """
 WITH saga AS (
@@ -81,8 +83,10 @@ SELECT CASE WHEN status = 'completed' THEN $4::text ELSE $6::text END,
   FROM saga
 RETURNING id, exchange, routing_key, body
 """
+"""Record a step's result, move on, and queue the next command or the completion event."""
 
 DELETE_SENT = "DELETE FROM floor_outbox WHERE id = ANY($1::bigint[])"
+"""Forget outbox rows the broker confirmed."""
 
 # Rows older than the lease are taken over (and leased again) by whichever sweeper runs first.
 SWEEP = """
@@ -92,7 +96,9 @@ UPDATE floor_outbox SET created_at = now()
                ORDER BY id LIMIT 100 FOR UPDATE SKIP LOCKED)
 RETURNING id, exchange, routing_key, body
 """
+"""Lease the outbox rows left behind for five more seconds, and return them."""
 SWEEP_INTERVAL = 1.0
+"""Seconds between two sweeps of the outbox."""
 
 _COMMAND_ROUTE = (COMMANDS_EXCHANGE, COMMAND_KEY)
 _EVENT_ROUTE = (EVENTS_EXCHANGE, COMPLETED_KEY)

@@ -22,6 +22,7 @@ CREATE TABLE IF NOT EXISTS floor_outcomes (
     created_at timestamptz NOT NULL DEFAULT now()
 );
 """
+"""The participant's table: one stored outcome per idempotency key."""
 
 # DO UPDATE (to the same key) rather than DO NOTHING: it makes RETURNING yield the stored row.
 STORE = """
@@ -29,6 +30,7 @@ INSERT INTO floor_outcomes (key, result) VALUES ($1, $2::jsonb)
 ON CONFLICT (key) DO UPDATE SET key = EXCLUDED.key
 RETURNING result
 """
+"""Store the outcome unless one is stored for the key; return the stored one either way."""
 
 
 class Participant:
