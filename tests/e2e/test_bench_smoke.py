@@ -1,0 +1,108 @@
+"""`convection bench --only-floor` end to end on the real servers: sensible figures, no leftovers.
+
+Only the shape of the figures is checked (positive, ordered, counted), never their size: the
+machine is shared, so timings say nothing about correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from tests.services import AMQP_BASE, PG_ADMIN_URL
+
+pytestmark = [pytest.mark.slow, pytest.mark.amqp, pytest.mark.postgres]
+
+CONVECTION = str(Path(sys.executable).parent / "convection")
+
+
+async def _databases() -> set[str]:
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
+    try:
+        return {r["datname"] for r in await conn.fetch("SELECT datname FROM pg_database")}
+    finally:
+        await conn.close()
+
+
+def _vhosts() -> str:
+    exe = shutil.which("rabbitmqctl") or "/usr/sbin/rabbitmqctl"
+    return subprocess.run(
+        [exe, "list_vhosts"], check=True, capture_output=True, text=True, timeout=60
+    ).stdout
+
+
+@pytest.mark.timeout(300)
+def test_only_floor_reports_sensible_figures_and_cleans_up(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVECTION_")}
+    done = subprocess.run(
+        [
+            CONVECTION,
+            "bench",
+            "--only-floor",
+            "--sagas",
+            "50",
+            "--warmup",
+            "5",
+            "--latency-sagas",
+            "10",
+            "--amqp-url",
+            f"{AMQP_BASE}/",
+            "--db-url",
+            PG_ADMIN_URL,
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=280,
+        env=env,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "sagas/s" in done.stdout and "floor" in done.stdout
+    for phase in ("warm-up", "latency", "throughput"):
+        assert f"floor: {phase}: done in" in done.stderr
+
+    document = json.loads(out.read_text())
+    [floor] = document["systems"]
+    assert floor["system"] == "floor" and floor["sagas"] == 50 and floor["steps"] == 3
+    assert floor["sagas_per_s"] > 0 and floor["steps_per_s"] > floor["sagas_per_s"]
+    latency = floor["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    assert floor["cpu_ms_per_saga"]["processes"] > 0
+    assert floor["cpu_ms_per_saga"]["machine"] > 0
+    assert {p["role"] for p in floor["processes"]} == {"orchestrator", "participant"}
+    for process in floor["processes"]:
+        assert process["cpu_ms_per_saga"] > 0, process
+        assert process["peak_rss_mib"] > 0, process
+        assert process["exit_code"] == 0, process
+        assert process["counters"]["messages_consumed"] > 0, process
+    per_step = floor["per_step"]
+    assert per_step["db_transactions"] > 0
+    # Each step is at least one orchestrator statement and one participant statement.
+    assert per_step["db_statements"] >= 2
+    assert per_step["messages_published"] >= 2
+    assert document["ratios"] == {}
+
+    database = re.search(r"database (bench_floor_\w+)", done.stderr)
+    vhost = re.search(r"5672/(bench-floor-[\w-]+)", done.stderr)
+    assert database and vhost, done.stderr
+    assert database.group(1) not in asyncio.run(_databases())
+    assert vhost.group(1) not in _vhosts()
+
+
+def test_the_convection_row_says_what_it_waits_for() -> None:
+    done = subprocess.run(
+        [CONVECTION, "bench", "--sagas", "1"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 2
+    assert "issue 13" in done.stderr and "--only-floor" in done.stderr
