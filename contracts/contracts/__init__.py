@@ -16,6 +16,7 @@ from contracts.jsonsafe import (
 )
 from contracts.messages import AnyMessage, decode, encode
 from contracts.saga import (
+    REJECTED,
     TERMINAL_STATUSES,
     CancelSaga,
     SagaEvent,
@@ -25,14 +26,11 @@ from contracts.saga import (
 )
 from contracts.steps import Command, Outcome, Progress, Reply, reply_to
 
-CATALOGUE = Catalogue(vim.ACTIONS + ro.ACTIONS + lcm.ACTIONS)
-"""Every action of every participant service, by name."""
-
 __all__ = [
     "BAD_MESSAGE_REASONS",
-    "CATALOGUE",
     "MAX_JSON_DEPTH",
     "MAX_MESSAGE_BYTES",
+    "REJECTED",
     "SCHEMA_VERSION",
     "TERMINAL_STATUSES",
     "Action",

@@ -71,13 +71,18 @@ class WakeSaga(Message):
     resource: str = Field(min_length=1, max_length=300)
 
 
+REJECTED: Literal["rejected"] = "rejected"
+"""The status of a lifecycle event that refuses a StartSaga: no saga was created. `error`
+says why (its code is the dead-letter reason, e.g. unknown_saga_type, invalid_input)."""
+
+
 class SagaEvent(Message):
     """A lifecycle event on `convection.events`, routing key `saga.<saga_type>.<status>`."""
 
     type: Literal["saga.event"] = "saga.event"
     saga_id: Identifier
     saga_type: Name
-    status: SagaStatus
+    status: SagaStatus | Literal["rejected"]
     step: str | None = None
     error: ErrorInfo | None = None
     trace_id: str | None = None

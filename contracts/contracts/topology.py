@@ -1,11 +1,13 @@
 """Exchange, queue and routing-key names: a public interface that other teams' clients use.
 
-Pure data. The transport in the shared runtime declares exactly what `standard_topology`
-describes, so the names live in one place.
+Pure data: the exchange names and the naming rules. Which services exist is not written here:
+a coordinator derives them from the sagas it loads (`coordinator_topology`), a participant
+declares its own queue (`participant_topology`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -41,9 +43,6 @@ SOURCE_QUEUE_HEADER = "x-convection-source-queue"
 
 DELIVERY_LIMIT = 10
 """Redeliveries before RabbitMQ dead-letters a message a consumer keeps failing on."""
-
-SERVICES = ("vim", "ro", "lcm")
-"""The participant services of the OSM sagas."""
 
 
 def command_queue(service: str) -> str:
@@ -139,9 +138,18 @@ def service_queue(service: str) -> Queue:
     return Queue(command_queue(service), (Binding(COMMANDS_EXCHANGE, service),))
 
 
-def standard_topology(services: tuple[str, ...] = SERVICES) -> Topology:
-    """Return the whole topology: the coordinator's queues and one queue per service."""
+def coordinator_topology(services: Iterable[str]) -> Topology:
+    """Return what a coordinator declares: exchanges, its queues, its services' queues.
+
+    The command queue of every service its sagas use is declared by the coordinator too, so
+    a command is routable before a participant of that service ever started.
+    """
     return Topology(
         exchanges=EXCHANGES,
-        queues=coordinator_queues() + tuple(service_queue(s) for s in services),
+        queues=coordinator_queues() + tuple(service_queue(s) for s in sorted(set(services))),
     )
+
+
+def participant_topology(service: str) -> Topology:
+    """Return what a participant of `service` declares: every exchange and its own queue."""
+    return Topology(exchanges=EXCHANGES, queues=(service_queue(service),))

@@ -11,6 +11,7 @@ from sagas.kinds import (
     StepKind,
     UndeclaredResultError,
 )
+from sagas.packages import GROUP, SagaPackageError, combine, definitions_of
 from sagas.steps import BuildContext, ForEach, Parallel, PlannedStep, Stage, Step
 
 OSM_SAGAS = (
@@ -31,6 +32,7 @@ def osm_registry() -> Registry:
 __all__ = [
     "DEFAULT_COMPENSATION_RETRY",
     "DEFAULT_RETRY",
+    "GROUP",
     "OSM_SAGAS",
     "BuildContext",
     "ForEach",
@@ -42,10 +44,13 @@ __all__ = [
     "RetryPolicy",
     "Saga",
     "SagaDefinitionError",
+    "SagaPackageError",
     "Stage",
     "Step",
     "StepKind",
     "UndeclaredResultError",
+    "combine",
+    "definitions_of",
     "ns",
     "osm_registry",
     "vim_account",

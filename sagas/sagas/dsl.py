@@ -15,7 +15,7 @@ Modules, one way: `kinds` (policies, errors) <- `steps` (stages, contexts) <- `v
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Generic
@@ -28,7 +28,7 @@ from sagas.kinds import (
     RetryPolicy,
     SagaDefinitionError,
 )
-from sagas.steps import BuildContext, InputT, Parallel, PlannedStep, Stage, Step
+from sagas.steps import BuildContext, InputT, Parallel, PlannedStep, Stage, Step, all_steps
 from sagas.validation import validate
 
 RawResults = Mapping[str, Mapping[str, Any] | None]
@@ -79,6 +79,27 @@ class Saga(Generic[InputT]):
                     name = f"{stage.name}:{key}"
                     planned.append(PlannedStep(name, index, stage.name, key, stage.step, item))
         return tuple(planned)
+
+    def input_schema(self) -> dict[str, Any]:
+        """Return the JSON Schema a StartSaga's input must match."""
+        schema = self.input.model_json_schema(mode="validation")
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["title"] = f"{self.name} v{self.version} input"
+        return schema
+
+    def resource_patterns(self) -> tuple[str, ...]:
+        """Return the resources this saga type locks, with `<field>` for input values.
+
+        Found by running `resources` on an input whose every field is its own placeholder;
+        a function that needs more than that is shown as computed from the input.
+        """
+        if self.resources is None:
+            return ()
+        fields: dict[str, Any] = {name: f"<{name}>" for name in self.input.model_fields}
+        try:
+            return self.resources_of(self.input.model_construct(None, **fields))
+        except Exception:
+            return ("(computed from the input)",)
 
     def resources_of(self, data: InputT) -> tuple[str, ...]:
         """Return the sorted, distinct resources this saga holds for one input."""
@@ -159,27 +180,84 @@ def _parse(planned: PlannedStep, raw: Mapping[str, Any]) -> Result:
 
 
 class Registry:
-    """The saga types a coordinator runs, by name."""
+    """The saga types a coordinator runs: every loaded version of each, by name.
 
-    def __init__(self, sagas: Sequence[Saga[Any]]) -> None:
-        self._by_name: dict[str, Saga[Any]] = {}
+    A new instance starts on a type's newest version (`latest`); a running instance stays on
+    the version it started with (`get`). The action catalogue and the participant services
+    are derived from the definitions.
+    """
+
+    def __init__(self, sagas: Iterable[Saga[Any]]) -> None:
+        self._by_key: dict[tuple[str, int], Saga[Any]] = {}
+        self._latest: dict[str, Saga[Any]] = {}
+        actions: dict[str, type[Action]] = {}
         for saga in sagas:
-            if saga.name in self._by_name:
-                raise SagaDefinitionError(saga.name, None, "unique saga names", "defined twice")
-            self._by_name[saga.name] = saga
-        for saga in sagas:
+            key = (saga.name, saga.version)
+            if key in self._by_key:
+                raise SagaDefinitionError(
+                    saga.name,
+                    None,
+                    "one definition per version",
+                    f"version {saga.version} is defined twice",
+                )
+            self._by_key[key] = saga
+            if saga.name not in self._latest or self._latest[saga.name].version < saga.version:
+                self._latest[saga.name] = saga
+            for step in all_steps(saga.stages):
+                for action in (step.action, step.compensation):
+                    if action is None:
+                        continue
+                    known = actions.setdefault(action.ACTION, action)
+                    if known is not action:
+                        raise SagaDefinitionError(
+                            saga.name,
+                            step.name,
+                            "one model per action name",
+                            f"{action.ACTION!r} is both {_qualname(known)} and {_qualname(action)}",
+                        )
+        self._actions = actions
+        for saga in self._by_key.values():
             for other in saga.supersedes:
-                if other not in self._by_name:
+                if other not in self._latest:
                     raise SagaDefinitionError(
                         saga.name, None, "supersedes a known saga", f"unknown saga type {other!r}"
                     )
 
     def __getitem__(self, name: str) -> Saga[Any]:
-        return self._by_name[name]
+        """Return the newest version of saga type `name` (KeyError if unknown)."""
+        return self._latest[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._by_name
+        return name in self._latest
+
+    def __iter__(self) -> Iterator[Saga[Any]]:
+        """Every definition, by name then version."""
+        return iter(sorted(self._by_key.values(), key=lambda s: (s.name, s.version)))
+
+    def latest(self, name: str) -> Saga[Any]:
+        """Return the newest version of saga type `name` (KeyError if unknown)."""
+        return self._latest[name]
+
+    def get(self, name: str, version: int) -> Saga[Any] | None:
+        """Return version `version` of saga type `name`, or None if it is not loaded."""
+        return self._by_key.get((name, version))
+
+    def versions(self, name: str) -> tuple[int, ...]:
+        """Return the loaded versions of saga type `name`, oldest first."""
+        return tuple(sorted(v for n, v in self._by_key if n == name))
 
     def names(self) -> list[str]:
         """Return every saga type name, sorted."""
-        return sorted(self._by_name)
+        return sorted(self._latest)
+
+    def services(self) -> tuple[str, ...]:
+        """Return every participant service a loaded saga sends commands to, sorted."""
+        return tuple(sorted({a.SERVICE for a in self._actions.values()}))
+
+    def actions(self) -> Mapping[str, type[Action]]:
+        """Return every action (and compensation) a loaded saga uses, by its wire name."""
+        return dict(self._actions)
+
+
+def _qualname(action: type[Action]) -> str:
+    return f"{action.__module__}.{action.__qualname__}"

@@ -25,6 +25,7 @@ class SagaDefinitionError(ValueError):
         self.saga = saga
         self.step = step
         self.rule = rule
+        self.detail = detail
 
 
 class UndeclaredResultError(LookupError):

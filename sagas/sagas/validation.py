@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from contracts import Action
+from contracts import Action, Result
 from sagas.kinds import LockPolicy, SagaDefinitionError, StepKind
 from sagas.steps import ForEach, Parallel, Stage, Step, all_steps
 
@@ -45,6 +45,10 @@ class Definition(Protocol):
     def timeout(self) -> timedelta | None:
         """The saga's deadline."""
 
+    @property
+    def version(self) -> int:
+        """The definition's version."""
+
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
@@ -65,6 +69,8 @@ def validate(saga: Definition) -> tuple[str, ...]:
         raise fail(None, "supersede names what it supersedes", "supersedes is empty")
     if saga.lock_policy is not LockPolicy.WAIT and saga.resources is None:
         raise fail(None, "a lock policy needs resources", "resources is not set")
+    if not (isinstance(saga.version, int) and saga.version >= 1):
+        raise fail(None, "versions are whole numbers from 1", f"version {saga.version!r}")
     if saga.timeout is not None and saga.timeout <= timedelta(0):
         raise fail(None, "timeouts are positive", f"saga timeout {saga.timeout}")
 
@@ -127,11 +133,44 @@ def validate(saga: Definition) -> tuple[str, ...]:
     return tuple(names)
 
 
+_SERVICE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+def check_action(action: Any, what: str, step: str, fail: Any) -> None:
+    """Check that `action` is an Action a participant can own and answer.
+
+    It names a service that can have a command queue, an action name under that service,
+    and a result model the coordinator validates the participant's answer against.
+    """
+    if not (isinstance(action, type) and issubclass(action, Action)):
+        raise fail(step, f"the {what} is a contracts Action", f"got {action!r}")
+    service = getattr(action, "SERVICE", None)
+    if not isinstance(service, str) or not _SERVICE.match(service):
+        raise fail(
+            step,
+            f"the {what}'s service is a name a participant can own",
+            f"{action.__name__}.SERVICE is {service!r}: lower-case letters, digits, - and _",
+        )
+    name = getattr(action, "ACTION", None)
+    if not isinstance(name, str) or not name.startswith(service + ".") or len(name) > 100:
+        raise fail(
+            step,
+            f"the {what}'s name starts with its service",
+            f"{action.__name__}.ACTION is {name!r}, not '{service}.<verb-noun>'",
+        )
+    result = getattr(action, "RESULT", None)
+    if not (isinstance(result, type) and issubclass(result, Result)):
+        raise fail(
+            step,
+            f"the {what} has a result model",
+            f"{action.__name__}.RESULT is {result!r}: set RESULT to a contracts Result model",
+        )
+
+
 def _check_step(step: Step, fail: Any) -> StepKind:
     if not _NAME.match(step.name):
         raise fail(step.name, "step names are lower-case names", f"{step.name!r}")
-    if not (isinstance(step.action, type) and issubclass(step.action, Action)):
-        raise fail(step.name, "the action is a contracts Action", f"got {step.action!r}")
+    check_action(step.action, "action", step.name, fail)
     if not callable(step.build):
         raise fail(step.name, "build is a function", f"got {step.build!r}")
     if step.timeout <= timedelta(0):
@@ -144,10 +183,7 @@ def _check_step(step: Step, fail: Any) -> StepKind:
                 "a compensatable step has a compensation",
                 "set compensation= and undo=, or kind=QUERY if it changes nothing",
             )
-        if not (isinstance(step.compensation, type) and issubclass(step.compensation, Action)):
-            raise fail(
-                step.name, "the compensation is a contracts Action", f"got {step.compensation!r}"
-            )
+        check_action(step.compensation, "compensation", step.name, fail)
         if step.compensation.SERVICE != step.action.SERVICE:
             raise fail(
                 step.name,

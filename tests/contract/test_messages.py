@@ -9,7 +9,8 @@ import pytest
 from pydantic import ValidationError
 
 import contracts
-from contracts import CATALOGUE, BadMessage, ErrorInfo, ro, schemas, topology, vim
+from contracts import BadMessage, ErrorInfo, ro, schemas, topology, vim
+from tests.unit.world import OSM_CATALOGUE, OSM_TOPOLOGY
 
 
 def _command() -> contracts.Command:
@@ -123,13 +124,13 @@ def test_reply_fields_must_match_outcome(outcome: str, fields: dict[str, object]
 
 
 def test_catalogue_knows_every_action_and_its_service() -> None:
-    names = set(CATALOGUE.all())
+    names = set(OSM_CATALOGUE.all())
     assert {"vim.register-account", "ro.deploy-vdus", "lcm.set-ns-state"} <= names
-    for name, action in CATALOGUE.all().items():
+    for name, action in OSM_CATALOGUE.all().items():
         assert name.startswith(action.SERVICE + ".")
         assert issubclass(action.RESULT, contracts.Result)
     with pytest.raises(contracts.UnknownAction):
-        CATALOGUE["ro.launch-missiles"]
+        OSM_CATALOGUE["ro.launch-missiles"]
 
 
 def test_payloads_validate() -> None:
@@ -140,7 +141,7 @@ def test_payloads_validate() -> None:
     deploy = ro.DeployVdus(
         vim=target, ns_id="ns-1", vnf="vnf-1", vdus=[ro.VduSpec(name="v", image="i", flavor="f")]
     )
-    assert CATALOGUE[deploy.ACTION].model_validate(deploy.model_dump()) == deploy
+    assert OSM_CATALOGUE[deploy.ACTION].model_validate(deploy.model_dump()) == deploy
     with pytest.raises(ValidationError):
         ro.VduSpec(name="v", image="i", flavor="f", count=0)
     with pytest.raises(ValidationError):
@@ -166,7 +167,7 @@ def test_topology_names_are_the_public_interface() -> None:
     assert topology.event_routing_key("ns.instantiate", "completed") == (
         "saga.ns.instantiate.completed"
     )
-    topo = topology.standard_topology()
+    topo = OSM_TOPOLOGY
     names = {q.name for q in topo.queues}
     assert {"convection.commands.vim", "convection.commands.ro", "convection.commands.lcm"} <= names
     assert topo.queue("convection.commands.ro").dead_letter == "convection.commands.ro.dead"

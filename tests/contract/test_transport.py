@@ -30,7 +30,6 @@ from contracts.topology import (
     Topology,
     command_queue,
     dead_letter_queue,
-    standard_topology,
 )
 from convection.transport import (
     Delivery,
@@ -42,8 +41,9 @@ from convection.transport import (
     Unroutable,
     open_transport,
 )
+from tests.unit.world import OSM_TOPOLOGY
 
-STANDARD = standard_topology()
+STANDARD = OSM_TOPOLOGY
 FAILURES_QUEUE = "test.events.failures"
 COMPLETIONS_QUEUE = "test.events.completions"
 TOPOLOGY = Topology(

@@ -36,7 +36,6 @@ from typing import Any
 
 from contracts import (
     BAD_MESSAGE_REASONS,
-    CATALOGUE,
     MAX_JSON_DEPTH,
     MAX_MESSAGE_BYTES,
     CancelSaga,
@@ -52,6 +51,7 @@ from contracts import (
     utc_now,
 )
 from sagas import example_files
+from tests.unit.world import OSM_CATALOGUE
 
 SAGAS = "sagas"
 """The coordinator's queue of StartSaga and CancelSaga (`convection.coordinator.sagas`)."""
@@ -221,7 +221,7 @@ def _reply(**changes: Any) -> dict[str, Any]:
 
 
 def _command(service: str = "vim", **changes: Any) -> dict[str, Any]:
-    action = CATALOGUE.for_service(service)[0].ACTION
+    action = OSM_CATALOGUE.for_service(service)[0].ACTION
     command = Command(
         saga_id="s-1",
         saga_type="vim-account.create",
@@ -575,7 +575,7 @@ def _consumer_level(real: _Real) -> list[Hostile]:
             attempt=1,
             idempotency_key=f"{real.saga_id}/{real.step}",
             service=service,
-            action=action or CATALOGUE.for_service(service)[0].ACTION,
+            action=action or OSM_CATALOGUE.for_service(service)[0].ACTION,
             payload={},
         )
 

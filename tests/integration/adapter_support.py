@@ -23,15 +23,15 @@ from contracts.topology import (
     Binding,
     Queue,
     Topology,
-    standard_topology,
 )
 from convection.transport import Delivery, MemoryBroker, Transport, open_transport
+from tests.unit.world import OSM_TOPOLOGY
 from vim_sim import VimSimSettings, VimSimulator
 
 REPLIES_QUEUE = "test.replies"
 """A queue the tests bind to `convection.replies`, to read what the participants answer."""
 
-STANDARD = standard_topology()
+STANDARD = OSM_TOPOLOGY
 TOPOLOGY = Topology(
     exchanges=STANDARD.exchanges,
     queues=(

@@ -20,7 +20,7 @@ from coordinator.service import Coordinator
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import tables, upgrade_engine
 from sagas import osm_registry
-from tests.unit.world import fake_result
+from tests.unit.world import OSM_SERVICES, OSM_TOPOLOGY, fake_result
 
 Outcome = str
 """succeeded, failed, retryable (then succeeded), slow (succeeded after a second), or hold
@@ -66,7 +66,7 @@ class Participant:
     _consumers: list[Consumer] = field(default_factory=list)
     _retried: set[str] = field(default_factory=set)
 
-    async def start(self, services: tuple[str, ...] = topology.SERVICES) -> None:
+    async def start(self, services: tuple[str, ...] = OSM_SERVICES) -> None:
         """Consume the command queues of `services`."""
         for service in services:
             queue = topology.command_queue(service)
@@ -118,7 +118,7 @@ class Participant:
 
 async def open_client(amqp_url: str) -> Transport:
     """A connected transport that declares the standard topology."""
-    transport = open_transport(amqp_url, topology.standard_topology())
+    transport = open_transport(amqp_url, OSM_TOPOLOGY)
     await transport.connect()
     return transport
 

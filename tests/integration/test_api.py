@@ -548,6 +548,19 @@ async def test_stats(api: Api) -> None:
         assert status == 400
 
 
+async def test_saga_types_lists_versions_steps_locks_and_input_schemas(api: Api) -> None:
+    status, _, body = await api.call("GET", "/saga-types", token=READER)
+    assert status == 200
+    types = {t["saga_type"]: t for t in body["saga_types"]}
+    assert set(types) == set(osm_registry().names())
+    terminate = types["ns.terminate"]["versions"][0]
+    assert terminate["version"] == 1
+    assert terminate["locks"]["policy"] == "supersede"
+    assert terminate["locks"]["resources"] == ["ns:<ns_id>"]
+    assert terminate["steps"][0]["kind"] == "query"
+    assert terminate["input_schema"]["required"] == ["ns_id", "vim_account_id"]
+
+
 async def test_livez_and_readyz(api: Api) -> None:
     status, _, body = await api.call("GET", "/livez")
     assert (status, body) == (200, {"status": "ok"})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import aio_pika
 import pytest
 
 import contracts
@@ -165,3 +166,32 @@ async def test_duplicate_messages_change_nothing(urls: tuple[str, str]) -> None:
         history = await rig.db.history("dup")
         assert [r["kind"] for r in history].count("saga.created") == 1
         assert len([c for c in rig.participant.received if c.saga_id == "dup"]) == 2
+
+
+async def test_a_refused_start_is_answered_with_a_rejected_lifecycle_event(
+    urls: tuple[str, str],
+) -> None:
+    async with running_rig(*urls) as rig:
+        connection = await aio_pika.connect_robust(urls[0])
+        async with connection:
+            channel = await connection.channel()
+            events = await channel.get_exchange(topology.EVENTS_EXCHANGE)
+            watch = await channel.declare_queue(exclusive=True)
+            await watch.bind(events, "saga.#.rejected")
+            await start_saga(rig.client, "no.such-saga", "rej-type", {})
+            await start_saga(rig.client, "ns.instantiate", "rej-input", {"ns_id": "x"})
+            seen: dict[str, dict[str, object]] = {}
+
+            async def both() -> bool:
+                while (msg := await watch.get(fail=False)) is not None:
+                    await msg.ack()
+                    event = json.loads(msg.body)
+                    seen[event["saga_id"]] = event
+                    assert msg.routing_key == f"saga.{event['saga_type']}.rejected"
+                return len(seen) == 2
+
+            await eventually(both, within=15)
+        assert seen["rej-type"]["status"] == "rejected"
+        assert seen["rej-type"]["error"]["code"] == "unknown_saga_type"  # type: ignore[index]
+        assert seen["rej-input"]["error"]["code"] == "invalid_input"  # type: ignore[index]
+        assert "rej-type" not in await rig.db.statuses()

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from contracts import topology
 from convection.transport import MemoryBroker, open_transport
 from coordinator.service import Coordinator
 from sagas import osm_registry
 from tests.integration.coord_support import Participant, eventually, migrate, settings, start_saga
-from tests.unit.world import example
+from tests.unit.world import OSM_TOPOLOGY, example
 
 
 async def test_sagas_complete_and_compensate_on_sqlite_and_the_memory_broker(
@@ -18,11 +17,9 @@ async def test_sagas_complete_and_compensate_on_sqlite_and_the_memory_broker(
     db_url = f"sqlite+aiosqlite:///{tmp_path / 'embedded.db'}"
     await migrate(db_url)
     broker = MemoryBroker()
-    client = open_transport("memory://", topology.standard_topology(), memory_broker=broker)
+    client = open_transport("memory://", OSM_TOPOLOGY, memory_broker=broker)
     await client.connect()
-    participant = Participant(
-        open_transport("memory://", topology.standard_topology(), memory_broker=broker)
-    )
+    participant = Participant(open_transport("memory://", OSM_TOPOLOGY, memory_broker=broker))
     await participant.transport.connect()
     await participant.start()
     participant.outcomes["vdus:vnf-app"] = "failed"

@@ -30,7 +30,7 @@ from coordinator.store.dialect import translate
 from coordinator.timers import Timers
 from sagas import osm_registry
 from tests.integration.coord_support import eventually
-from tests.unit.world import example
+from tests.unit.world import OSM_TOPOLOGY, example
 
 SERIALIZATION_FAILURE = "DO $$ BEGIN RAISE EXCEPTION 'boom' USING ERRCODE = '40001'; END $$"
 
@@ -98,7 +98,7 @@ async def test_a_serialization_failure_retries_the_whole_transaction(fresh_pg_ur
 async def test_a_poison_row_goes_dead_and_never_blocks_the_rows_behind(sqlite_shell: Shell) -> None:
     store = sqlite_shell.store
     broker = MemoryBroker()
-    transport = open_transport("memory://", topology.standard_topology(), memory_broker=broker)
+    transport = open_transport("memory://", OSM_TOPOLOGY, memory_broker=broker)
     await transport.connect()
     relay = OutboxRelay(
         store=store, transport=transport, metrics=sqlite_shell.metrics, max_attempts=2, batch=10
@@ -181,9 +181,7 @@ async def test_notify_from_another_replica_wakes_the_relay_before_its_poll(
 ) -> None:
     shell = await _shell(fresh_pg_url)
     other = Store(make_engine(fresh_pg_url))
-    transport = open_transport(
-        "memory://", topology.standard_topology(), memory_broker=MemoryBroker()
-    )
+    transport = open_transport("memory://", OSM_TOPOLOGY, memory_broker=MemoryBroker())
     await transport.connect()
     relay = OutboxRelay(
         store=shell.store, transport=transport, metrics=shell.metrics, poll_interval=60

@@ -32,6 +32,14 @@ from coordinator.core import (
 from sagas import Registry, osm_registry
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
+OSM_SERVICES = ("vim", "ro", "lcm")
+"""The participant services of the OSM sagas."""
+OSM_CATALOGUE = contracts.Catalogue(
+    contracts.vim.ACTIONS + contracts.ro.ACTIONS + contracts.lcm.ACTIONS
+)
+"""Every action of the OSM services, by name."""
+OSM_TOPOLOGY = contracts.topology.coordinator_topology(OSM_SERVICES)
+"""What a coordinator of the OSM sagas declares."""
 EXAMPLES = Path(__file__).resolve().parents[2] / "sagas" / "examples"
 
 _CREDS = {
@@ -93,6 +101,19 @@ def fake_result(cmd: Command) -> dict[str, Any]:
             return {"ns_id": p["ns_id"], "vnfs": []}
         case "lcm.set-ns-state":
             return {"ns_id": p["ns_id"], "state": p["state"], "previous": None}
+        # The example order package (examples/order-saga).
+        case "stock.reserve":
+            return {"reservation_id": p["order_id"], "sku": p["sku"], "quantity": p["quantity"]}
+        case "stock.release":
+            return {"released": True}
+        case "billing.charge":
+            return {"charge_id": p["order_id"], "amount_cents": p["amount_cents"]}
+        case "billing.refund":
+            return {"refunded": True}
+        case "shipping.ship":
+            return {"tracking": f"TRK-{cmd.idempotency_key}"}
+        case "toy.poke" | "toy.unpoke":
+            return {}
     raise AssertionError(f"no fake result for {cmd.action}")
 
 

@@ -4,7 +4,9 @@ Configured by CONVECTION_* environment variables (see `coordinator.settings`) an
 API by CONVECTION_API_* (see `coordinator.api.ApiSettings`; default 127.0.0.1:8080). Exit
 codes: 0 after a graceful stop, 2 for invalid settings (an API without tokens on a
 non-loopback address, or an API port that cannot be bound, included), 3 when the schema is
-behind.
+behind. The saga definitions come from installed packages (`coordinator.definitions`,
+`CONVECTION_SAGAS`); a broken one stops the process at start with exit 2 and says which
+package, saga, step and rule.
 """
 
 from __future__ import annotations
@@ -20,10 +22,11 @@ from pydantic_settings import BaseSettings
 
 from convection.tracing import setup_logging, setup_tracing
 from coordinator.api import ApiServer, ApiSettings
+from coordinator.definitions import load_registry
 from coordinator.errors import SchemaBehind
 from coordinator.service import Coordinator
 from coordinator.settings import CoordinatorSettings
-from sagas import Registry, osm_registry
+from sagas import Registry, SagaPackageError
 
 logger = logging.getLogger("coordinator")
 _S = TypeVar("_S", bound=BaseSettings)
@@ -110,7 +113,16 @@ def run(settings: CoordinatorSettings, registry: Registry, api: ApiSettings | No
 def main() -> None:
     """Entry point of `python -m coordinator`."""
     settings = load_settings()
-    raise SystemExit(run(settings, osm_registry(), load_api_settings()))
+    raise SystemExit(run(settings, load_sagas(settings), load_api_settings()))
+
+
+def load_sagas(settings: CoordinatorSettings) -> Registry:
+    """Load the saga packages the settings choose, or exit 2 saying which rule one breaks."""
+    try:
+        return load_registry(settings.sagas)
+    except SagaPackageError as exc:
+        sys.stderr.write(f"cannot load the saga definitions: {exc}\n")
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from coordinator.api_http import (
     problem,
     read_body,
 )
+from coordinator.catalogue import describe
 from coordinator.openapi import document
 from coordinator.operations import Started
 from coordinator.store import SagaFilter
@@ -169,6 +170,11 @@ async def get_stats(request: web.Request) -> web.StreamResponse:
     return json_response(await coord.operations.stats(timedelta(seconds=window)))
 
 
+async def saga_types(request: web.Request) -> web.StreamResponse:
+    """GET /saga-types: every loaded saga type with its versions, steps, locks and input."""
+    return json_response({"saga_types": describe(request.app[COORDINATOR].registry)})
+
+
 async def livez(_request: web.Request) -> web.StreamResponse:
     """GET /livez: the process is alive."""
     return json_response({"status": "ok"})
@@ -203,6 +209,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/sagas/{saga_id}/retry", retry),
     ("POST", "/sagas/{saga_id}/steps/{step}/skip", skip),
     ("GET", "/stats", get_stats),
+    ("GET", "/saga-types", saga_types),
     ("GET", "/livez", livez),
     ("GET", "/readyz", readyz),
     ("GET", "/metrics", metrics),

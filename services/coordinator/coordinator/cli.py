@@ -1,22 +1,22 @@
-"""The coordinator's `convection` commands: `convection coordinator` and `convection db upgrade`.
+"""The coordinator's `convection` commands: `coordinator`, `db upgrade` and `sagas`.
 
 Registered through the `convection.commands` entry point, so the runtime's CLI never imports
-the coordinator.
+the coordinator; the commands import what they need when they run, so `convection --help`
+stays fast.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import sys
+from typing import Any
 
 import typer
 
-from coordinator.__main__ import load_api_settings, load_settings, run
-from coordinator.store import schema
-from sagas import osm_registry
-
 
 def register(app: typer.Typer) -> None:
-    """Add `coordinator` and the `db` group to the root `convection` app."""
+    """Add `coordinator`, `sagas` and the `db` group to the root `convection` app."""
     db = typer.Typer(help="Database schema of the coordinator.", no_args_is_help=True)
 
     @db.command("upgrade")
@@ -26,6 +26,8 @@ def register(app: typer.Typer) -> None:
         ),
     ) -> None:
         """Apply every migration to the database (alembic upgrade head)."""
+        from coordinator.store import schema
+
         url = db_url or os.environ.get("CONVECTION_DB_URL")
         if not url:
             typer.echo("no database: pass --db-url or set CONVECTION_DB_URL", err=True)
@@ -36,7 +38,62 @@ def register(app: typer.Typer) -> None:
     @app.command("coordinator")
     def coordinator() -> None:
         """Run a coordinator replica (configured by CONVECTION_* environment variables)."""
+        from coordinator.__main__ import load_api_settings, load_sagas, load_settings, run
+
         settings = load_settings()
-        raise typer.Exit(run(settings, osm_registry(), load_api_settings()))
+        raise typer.Exit(run(settings, load_sagas(settings), load_api_settings()))
+
+    @app.command("sagas")
+    def sagas(
+        selection: str | None = typer.Option(
+            None,
+            "--sagas",
+            help="Entry-point names or module:attr, comma-separated; defaults to "
+            "$CONVECTION_SAGAS (unset: every installed saga package).",
+        ),
+        output: str = typer.Option("text", "-o", "--output", help="text or json"),
+    ) -> None:
+        """List the saga types a coordinator here would run: versions, steps, locks, input.
+
+        Exit 2, saying which package, saga, step and rule, when a package is broken.
+        """
+        from coordinator.catalogue import describe
+        from coordinator.definitions import load_registry
+        from sagas import SagaPackageError
+
+        if output not in ("text", "json"):
+            typer.echo(f"unknown output {output!r}: use text or json", err=True)
+            raise typer.Exit(2)
+        try:
+            registry = load_registry(selection or os.environ.get("CONVECTION_SAGAS"))
+        except SagaPackageError as exc:
+            typer.echo(f"cannot load the saga definitions: {exc}", err=True)
+            raise typer.Exit(2) from None
+        types = describe(registry)
+        if output == "json":
+            sys.stdout.write(json.dumps({"saga_types": types}, indent=2) + "\n")
+            return
+        sys.stdout.write(render(types))
 
     app.add_typer(db, name="db")
+
+
+def render(types: list[dict[str, Any]]) -> str:
+    """Return the saga type catalogue as text for people."""
+    lines: list[str] = []
+    for t in types:
+        versions = ", ".join(f"v{v['version']}" for v in t["versions"])
+        lines.append(f"{t['saga_type']}  (newest v{t['latest']}; loaded {versions})")
+        if t["description"]:
+            lines.append(f"  {t['description']}")
+        for v in t["versions"]:
+            locks = v["locks"]
+            held = ", ".join(locks["resources"]) or "none"
+            lines.append(f"  v{v['version']}: locks {held} ({locks['policy']})")
+            for step in v["steps"]:
+                where = f"{step['group']}/" if step["group"] else ""
+                undo = f"  undo {step['compensation']}" if step["compensation"] else ""
+                name = where + step["name"]
+                lines.append(f"    {name:<24} {step['kind']:<13} {step['action']}{undo}")
+        lines.append("")
+    return "\n".join(lines)

@@ -6,6 +6,8 @@
      ├── StartRejected            a StartSaga cannot be accepted; `code` is stable
      │    ├── UnknownSagaType     the saga type is not loaded in this coordinator
      │    └── InvalidInput        the input does not validate against the saga's input model
+     ├── DefinitionMissing        an instance's saga type and version are not loaded here:
+     │                            the shell parks the event for a coordinator that has them
      ├── IllegalTransition        a status change the state tables forbid: an engine bug
      ├── StoreError               the database, as the coordinator sees it
      │    ├── StoreUnavailable    unreachable, restarting, a lost connection: retry later
@@ -49,6 +51,20 @@ class InvalidInput(StartRejected):
     def __init__(self, message: str, errors: list[dict[str, Any]]) -> None:
         super().__init__(message)
         self.errors = errors
+
+
+class DefinitionMissing(CoordinatorError, LookupError):
+    """This coordinator has not loaded the saga type and version an instance is pinned to."""
+
+    def __init__(self, saga_type: str, version: int) -> None:
+        super().__init__(f"definition_missing: {saga_type}@{version}")
+        self.saga_type = saga_type
+        self.version = version
+
+    @property
+    def reason(self) -> str:
+        """The parked reason shown to operators: `definition_missing: <type>@<version>`."""
+        return str(self)
 
 
 class IllegalTransition(CoordinatorError, RuntimeError):

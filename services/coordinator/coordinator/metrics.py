@@ -64,6 +64,11 @@ class Metrics:
             "Age of the oldest unsent outbox row.",
             registry=r,
         )
+        self.parked = Counter(
+            "convection_coordinator_parked_events",
+            "Events kept for a coordinator that has the saga's definition version.",
+            registry=r,
+        )
         self.timers = Counter(
             "convection_coordinator_timers",
             "Timer events fed to sagas, by kind.",

@@ -204,6 +204,16 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/saga-types": {
+                "get": {
+                    "summary": "The saga types this coordinator runs: versions, steps, locks, "
+                    "input JSON Schema",
+                    "responses": {
+                        "200": _json({"type": "object"}, "Saga types"),
+                        **_errors(401),
+                    },
+                }
+            },
             "/livez": {
                 "get": {
                     "summary": "Alive",

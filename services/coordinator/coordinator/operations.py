@@ -32,6 +32,8 @@ class SagaView:
     state: SagaState
     history: list[HistoryRow]
     waiting: dict[str, Any] | None = None
+    parked: str | None = None
+    """Why its events wait (`definition_missing: <type>@<version>`), or None."""
 
 
 @dataclass(frozen=True)
@@ -93,7 +95,8 @@ class Operations:
             state = await self._store.load(conn, saga_id)
         if state is None:  # pragma: no cover - a saga is never deleted
             return Started(saga_id, "conflict", note=f"saga {saga_id} vanished")
-        if state.saga_type == saga_type and state.input == self._normalised(saga_type, input):
+        normalised = self._normalised(saga_type, state.definition_version, input)
+        if state.saga_type == saga_type and state.input == normalised:
             return Started(saga_id, "exists", state.status)
         note = (
             "this Idempotency-Key was used with another body"
@@ -102,13 +105,16 @@ class Operations:
         )
         return Started(saga_id, "conflict", state.status, reason="conflict", note=note)
 
-    def _normalised(self, saga_type: str, input: dict[str, Any]) -> dict[str, Any] | None:
+    def _normalised(
+        self, saga_type: str, version: int, input: dict[str, Any]
+    ) -> dict[str, Any] | None:
         # Only on the rare path of a start that names an existing saga: the stored input is
         # normalised by its model, so the new one must be too before they are compared.
-        if saga_type not in self._registry:
+        saga = self._registry.get(saga_type, version)
+        if saga is None:
             return None
         try:
-            data = self._registry[saga_type].parse_input(input)
+            data = saga.parse_input(input)
         except ValidationError:
             return None
         normalised: dict[str, Any] = data.model_dump(mode="json")
@@ -138,12 +144,13 @@ class Operations:
     async def get_saga(self, saga_id: str) -> SagaView | None:
         """Return a saga's state, history and lock position, or None if there is no such saga."""
         async with self._store.reading() as conn:
-            state = await self._store.load(conn, saga_id)
-            if state is None:
+            found = await self._store.load_parked(conn, saga_id)
+            if found is None:
                 return None
+            state, parked = found
             history = await self._store.history(conn, saga_id)
             wait = await queries.waiting(conn, saga_id) if state.resources else None
-        return SagaView(state, history, wait)
+        return SagaView(state, history, wait, parked)
 
     async def list_sagas(self, f: SagaFilter) -> list[dict[str, Any]]:
         """Return saga summaries, newest first, with the step each is busy with."""

@@ -9,9 +9,21 @@ reading their bodies or any saga's history.
 
 from __future__ import annotations
 
-from contracts import CancelSaga, Command, SagaEvent, WakeSaga, encode, topology
+from datetime import datetime
+
+from contracts import (
+    REJECTED,
+    CancelSaga,
+    Command,
+    ErrorInfo,
+    SagaEvent,
+    StartSaga,
+    WakeSaga,
+    encode,
+    topology,
+)
 from convection.tracing import messaging_attributes
-from coordinator.core import SagaState
+from coordinator.core import SagaState, message_id
 from coordinator.store import OutboxMessage, SpanSpec
 from coordinator.trace import TRACEPARENT, parent_traceparent, producer_traceparent
 
@@ -48,7 +60,7 @@ def event_message(state: SagaState, event: SagaEvent) -> OutboxMessage:
     saga: dict[str, str | int | bool] = {
         "id": state.saga_id,
         "type": state.saga_type,
-        "outcome": event.status.value,
+        "outcome": str(event.status),
     }
     if event.step is not None:
         saga["event.step"] = event.step
@@ -62,6 +74,25 @@ def event_message(state: SagaState, event: SagaEvent) -> OutboxMessage:
         mandatory=False,
         span=(f"saga {event.saga_type} {event.status}", saga, ()),
     )
+
+
+def rejected_message(
+    msg: StartSaga, saga_id: str, error: ErrorInfo, at: datetime, trace_id: str | None
+) -> OutboxMessage:
+    """Return the `rejected` lifecycle event that answers a StartSaga nobody could start."""
+    event = SagaEvent(
+        message_id=message_id(saga_id, "rejected", msg.message_id),
+        sent_at=at,
+        saga_id=saga_id,
+        saga_type=msg.saga_type,
+        status=REJECTED,
+        error=error,
+        trace_id=trace_id,
+        at=at,
+    )
+    key = topology.event_routing_key(msg.saga_type, REJECTED)
+    # Not traced: no saga exists whose trace it could join.
+    return OutboxMessage(topology.EVENTS_EXCHANGE, key, event.message_id, encode(event), False)
 
 
 def to_self(msg: CancelSaga | WakeSaga) -> OutboxMessage:

@@ -31,29 +31,38 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from contracts import CancelSaga, Reply, SagaStatus, StartSaga, WakeSaga
+from contracts import CancelSaga, ErrorInfo, Reply, SagaStatus, StartSaga, WakeSaga
 from coordinator import outgoing
 from coordinator.core import (
     CommandsWithdrawn,
     Decision,
     Engine,
     Event,
+    HistoryEntry,
     LockGranted,
     LockQueued,
     LockRejected,
     SagaState,
     StepReplied,
+    dump_event,
+    load_event,
     locks,
     message_id,
 )
-from coordinator.errors import Conflict, InvalidInput, StartRejected, StoreUnavailable
+from coordinator.errors import (
+    Conflict,
+    DefinitionMissing,
+    InvalidInput,
+    StartRejected,
+    StoreUnavailable,
+)
 from coordinator.metrics import Metrics
 from coordinator.store import OutboxMessage, Store
 from coordinator.trace import new_trace_id
 
 logger = logging.getLogger(__name__)
 
-OutcomeKind = Literal["applied", "ignored", "refused", "duplicate", "rejected", "skipped"]
+OutcomeKind = Literal["applied", "ignored", "refused", "duplicate", "rejected", "skipped", "parked"]
 
 
 @dataclass(frozen=True)
@@ -128,6 +137,10 @@ class Processor:
                     requested_by=requested_by,
                 )
             except StartRejected as exc:
+                # The sender hears back through a lifecycle event, besides the dead letter.
+                error = ErrorInfo(code=exc.code, message=str(exc)[:4000])
+                answer = outgoing.rejected_message(msg, saga_id, error, u.at, trace_id)
+                await self._enqueue(u, [answer])
                 errors = exc.errors if isinstance(exc, InvalidInput) else []
                 return rejected(exc.code, str(exc), errors)
             if not await self.store.insert_saga(u.conn, decision.state):
@@ -163,18 +176,40 @@ class Processor:
                 u.conn, message_id, u.at
             ):
                 return Outcome("duplicate", saga_id)
-            state = await self.store.load(u.conn, saga_id, lock=True, skip_locked=skip_locked)
-            if state is None:
+            found = await self.store.load_parked(
+                u.conn, saga_id, lock=True, skip_locked=skip_locked
+            )
+            if found is None:
                 if skip_locked:
                     return Outcome("skipped", saga_id)
                 return rejected("unknown_saga", f"no saga {saga_id!r}")
+            state, parked = found
             if check is not None and (stop := check(state)) is not None:
                 return stop
+            if not self.engine.knows(state):
+                if skip_locked:
+                    # A timer's event is derived again by a coordinator that has the version.
+                    return Outcome("skipped", saga_id, note="definition missing")
+                return await self._park(u, state, make_event(u.at), message_id, first=not parked)
+            if parked is not None:
+                state = await self._feed_parked(u, state)
             decision = self.engine.decide(state, make_event(u.at))
             new = await self._apply(u, state, decision)
             if after is not None:
                 await after(u.conn, new)
             return Outcome(decision.verdict, saga_id, new.status, note=decision.note)
+
+        return await self._run(body)
+
+    async def feed_parked(self, saga_id: str) -> Outcome:
+        """Feed a parked saga's kept events, if this coordinator has its version now."""
+
+        async def body(u: _Unit) -> Outcome:
+            found = await self.store.load_parked(u.conn, saga_id, lock=True, skip_locked=True)
+            if found is None or found[1] is None or not self.engine.knows(found[0]):
+                return Outcome("skipped", saga_id)
+            state = await self._feed_parked(u, found[0])
+            return Outcome("applied", saga_id, state.status)
 
         return await self._run(body)
 
@@ -229,6 +264,38 @@ class Processor:
         self.metrics.transaction_retries.inc()
         logger.warning("transaction attempt %d failed: %s; retrying", attempt, exc)
 
+    # -- parking ----------------------------------------------------------------------------
+
+    async def _park(
+        self, u: _Unit, state: SagaState, event: Event, message_id: str | None, *, first: bool
+    ) -> Outcome:
+        # Never guess at a definition: keep the event, untouched, for a coordinator that has it.
+        reason = DefinitionMissing(state.saga_type, state.definition_version).reason
+        await self.store.park(u.conn, state.saga_id, reason, dump_event(event), message_id, u.at)
+        if first:
+            entry = HistoryEntry(
+                at=u.at, kind="saga.parked", cause=event.kind, detail={"reason": reason}
+            )
+            await self.store.append_history(u.conn, state.saga_id, [entry])
+            logger.warning("saga %s parked: %s", state.saga_id, reason)
+        self.metrics.parked.inc()
+        return Outcome("parked", state.saga_id, state.status, note=reason)
+
+    async def _feed_parked(self, u: _Unit, state: SagaState) -> SagaState:
+        # What was kept happened before whatever arrives now: feed it first, in order.
+        kept = await self.store.parked_events(u.conn, state.saga_id)
+        for row in kept:
+            state = await self._feed(u, state, load_event(row.event))
+        await self.store.unpark(u.conn, state.saga_id)
+        entry = HistoryEntry(
+            at=u.at,
+            kind="saga.unparked",
+            cause="definition_loaded",
+            detail={"events": len(kept), "version": state.definition_version},
+        )
+        await self.store.append_history(u.conn, state.saga_id, [entry])
+        return state
+
     # -- applying a decision ----------------------------------------------------------------
 
     async def _apply(self, u: _Unit, previous: SagaState, decision: Decision) -> SagaState:
@@ -271,7 +338,8 @@ class Processor:
         return out
 
     async def _acquire(self, u: _Unit, state: SagaState, resources: tuple[str, ...]) -> SagaState:
-        saga = self.engine.registry[state.saga_type]
+        saga = self.engine.registry.get(state.saga_type, state.definition_version)
+        assert saga is not None, "decide() ran, so the definition is loaded"
         table = await self.store.lock_queues(u.conn, resources, None)
         who = locks.Claimant(state.saga_id, state.saga_type)
         got = locks.acquire(table, who, resources, saga.lock_policy, saga.supersedes)

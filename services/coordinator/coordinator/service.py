@@ -122,7 +122,7 @@ class Coordinator:
             if self._transport is None:
                 self._transport = open_transport(
                     s.amqp_url,
-                    topology.standard_topology(),
+                    topology.coordinator_topology(self.registry.services()),
                     memory_broker=self._memory_broker,
                     publish_timeout=s.publish_timeout,
                 )

@@ -30,6 +30,11 @@ class CoordinatorSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     check_schema: bool = True
     log_level: str = "INFO"
+    sagas: str | None = Field(
+        default=None,
+        description="saga packages to run: entry-point names or module:attr, comma-separated "
+        "(unset: every installed convection.sagas entry point)",
+    )
     failpoint: str | None = Field(
         default=None, description="crash on purpose at a named point (tests): relay.before_publish"
     )

@@ -1,5 +1,8 @@
 """Timers: step deadlines, due retries and saga deadlines, fed to `decide()` on any replica.
 
+Each tick also looks for parked sagas whose definition version this coordinator has, and
+feeds their kept events (a replica with an older or newer set of definitions parked them).
+
 Each tick reads what is due by the database clock, then feeds each event through the same
 transaction path as a message (saga row locked, decide, write). The saga row is taken with
 SKIP LOCKED: a saga another replica is advancing is left for the next tick, and the engine
@@ -78,6 +81,8 @@ class Timers:
             at = await self.store.now(conn)
             steps = await self.store.due_steps(conn, at, self.batch)
             sagas = await self.store.due_sagas(conn, at, self.batch)
+            known = [(saga.name, saga.version) for saga in self.processor.engine.registry]
+            parked = await self.store.parked_sagas(conn, known, self.batch)
         applied = 0
         for due in steps:
             probe = step_event(due, at)
@@ -91,6 +96,9 @@ class Timers:
                 saga_id, lambda now: SagaTimedOut(at=now), skip_locked=True, after=self._fired
             )
             self.metrics.timers.labels("saga_timed_out").inc()
+            applied += outcome.kind == "applied"
+        for saga_id in parked:
+            outcome = await self.processor.feed_parked(saga_id)
             applied += outcome.kind == "applied"
         return applied
 

@@ -49,7 +49,9 @@ def saga_detail(view: SagaView) -> dict[str, Any]:
     return {
         "saga_id": s.saga_id,
         "saga_type": s.saga_type,
+        "version": s.definition_version,
         "status": s.status.value,
+        "parked": view.parked,
         "phase": s.phase,
         "created_at": s.created_at,
         "updated_at": s.updated_at,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from importlib.metadata import entry_points
 from importlib.metadata import version as dist_version
+from typing import Annotated
 
 import typer
 
@@ -52,6 +53,18 @@ def build_app() -> typer.Typer:
         raise typer.Exit(0 if ok else 1)
 
     operator_cli.register(app)
+
+    @app.command()
+    def participant(
+        references: Annotated[
+            list[str],
+            typer.Argument(help="MODULE:ATTR of each convection.Participant, e.g. shop.app:stock"),
+        ],
+    ) -> None:
+        """Run participants declared in any installed module (CONVECTION_* settings)."""
+        from convection.participant_run import run_participants
+
+        raise typer.Exit(run_participants(references))
 
     @app.command()
     def demo(

@@ -38,6 +38,8 @@ EMBEDDED_GROUP = "convection.embedded"
 """Entry points: name -> factory(env) returning an async context manager that yields a URL."""
 ADAPTERS_GROUP = "convection.adapters"
 """Entry points: service -> `async run(*, transport, db_engine, stop)`."""
+OSM_SERVICES = ("vim", "ro", "lcm")
+"""The services of the OSM story the demo plays (its in-process broker declares their queues)."""
 
 
 @dataclass
@@ -228,7 +230,7 @@ async def embedded(workdir: Path, console: Console) -> AsyncIterator[tuple[str, 
     engine = make_engine(db_url)
     env = EmbeddedEnv(
         open_transport=lambda: open_transport(
-            "memory://demo", topology.standard_topology(), memory_broker=broker
+            "memory://demo", topology.coordinator_topology(OSM_SERVICES), memory_broker=broker
         ),
         db_url=db_url,
         db_engine=engine,

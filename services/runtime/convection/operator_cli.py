@@ -96,10 +96,12 @@ def _sagas_table(items: list[dict[str, Any]], title: str = "sagas") -> Table:
     for col in ("saga id", "type", "status", "step", "created", "updated"):
         table.add_column(col)
     for s in items:
+        parked = f" (parked: {s['parked']})" if s.get("parked") else ""
+        version = f" v{s['version']}" if s.get("version") else ""
         table.add_row(
             s["saga_id"],
-            s["saga_type"],
-            _status(s["status"]),
+            s["saga_type"] + version,
+            _status(s["status"]) + parked,
             s.get("current_step") or "",
             str(s.get("created_at", ""))[:19],
             str(s.get("updated_at", ""))[:19],
@@ -167,7 +169,15 @@ def register(app: typer.Typer) -> None:
             _emit_json(out)
             return
         console = Console()
-        console.print(f"[bold]{out['saga_id']}[/] {out['saga_type']} {_status(out['status'])}")
+        version = f" v{out['version']}" if out.get("version") else ""
+        console.print(
+            f"[bold]{out['saga_id']}[/] {out['saga_type']}{version} {_status(out['status'])}"
+        )
+        if out.get("parked"):
+            console.print(
+                f"[bold red]parked:[/] {out['parked']}: its events wait for a coordinator "
+                "that has this version (start one, or roll back the upgrade)"
+            )
         if out.get("error"):
             console.print(f"error: {out['error']['code']}: {out['error']['message']}")
         if out.get("waiting"):

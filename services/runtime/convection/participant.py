@@ -24,6 +24,7 @@ import asyncio
 import logging
 import os
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -67,36 +68,48 @@ def final_reply_id(command_id: str) -> str:
     return uuid.uuid5(_REPLY_NAMESPACE, f"{command_id}/final").hex
 
 
+StartHook = Callable[[AsyncEngine], Awaitable[None]]
+"""Runs once before consuming, with the participant's database (e.g. to create its tables)."""
+
+
 class Participant:
     """Runs one service's handlers on its command queue.
 
+    Declare it once, with the handlers and the service they serve; run it with `serve`
+    (what `convection participant MODULE:ATTR` does, with settings from the environment),
+    or bind a transport and a database at construction and call `start`/`stop`.
+
     Args:
         service: The service name (its queue is `convection.commands.<service>`).
-        transport: A connected transport.
-        db_engine: The database that keeps the stored replies (PostgreSQL or SQLite).
-        handlers: Objects whose `@handles` methods serve the service's actions.
+        handlers: Objects whose `@handles` methods, or `@handles` functions, serve its actions.
+        transport: A connected transport (or give it to `serve`).
+        db_engine: The database that keeps the stored replies (or give it to `serve`).
         prefetch: Deliveries in flight at once.
         failpoint: A name from `FAILPOINTS` to crash on purpose (tests only), or None.
+        on_start: Hooks run with the database before consuming (e.g. to create tables).
     """
 
     def __init__(
         self,
         service: str,
         *,
-        transport: Transport,
-        db_engine: AsyncEngine,
-        handlers: list[object],
+        handlers: Sequence[object],
+        transport: Transport | None = None,
+        db_engine: AsyncEngine | None = None,
         prefetch: int = 16,
         failpoint: str | None = None,
+        on_start: Sequence[StartHook] = (),
     ) -> None:
         if failpoint is not None and failpoint not in FAILPOINTS:
             raise ValueError(f"unknown failpoint {failpoint!r}; known: {sorted(FAILPOINTS)}")
         self.service = service
+        self._routes = collect_routes(service, list(handlers))
         self._transport = transport
-        self._routes = collect_routes(service, handlers)
-        self._store = ReplyStore(db_engine, service)
+        self._engine = db_engine
+        self._store = ReplyStore(db_engine, service) if db_engine is not None else None
         self._prefetch = prefetch
         self._failpoint = failpoint
+        self._on_start = tuple(on_start)
         self._consumer: Consumer | None = None
 
     @property
@@ -104,8 +117,42 @@ class Participant:
         """The action names this participant handles."""
         return sorted(self._routes)
 
+    def bind(
+        self,
+        *,
+        transport: Transport,
+        db_engine: AsyncEngine,
+        prefetch: int | None = None,
+        failpoint: str | None = None,
+    ) -> None:
+        """Give a declared participant the transport and database it runs on."""
+        if failpoint is not None and failpoint not in FAILPOINTS:
+            raise ValueError(f"unknown failpoint {failpoint!r}; known: {sorted(FAILPOINTS)}")
+        self._transport = transport
+        self._engine = db_engine
+        self._store = ReplyStore(db_engine, self.service)
+        self._prefetch = prefetch or self._prefetch
+        self._failpoint = failpoint or self._failpoint
+
+    async def serve(
+        self,
+        *,
+        transport: Transport,
+        db_engine: AsyncEngine,
+        stop: asyncio.Event | None = None,
+        prefetch: int | None = None,
+        failpoint: str | None = None,
+    ) -> None:
+        """Run on `transport` and `db_engine` until `stop` is set (or the task is cancelled)."""
+        self.bind(transport=transport, db_engine=db_engine, prefetch=prefetch, failpoint=failpoint)
+        await self.run(stop)
+
     async def start(self) -> None:
-        """Create the tables and start consuming."""
+        """Run the start hooks, create the tables and start consuming."""
+        if self._transport is None or self._engine is None or self._store is None:
+            raise RuntimeError(f"participant {self.service}: bind a transport and a database")
+        for hook in self._on_start:
+            await hook(self._engine)
         await self._store.create_tables()
         self._consumer = await self._transport.consume(
             command_queue(self.service), self.handle, prefetch=self._prefetch
@@ -180,6 +227,7 @@ class Participant:
         key = command.idempotency_key
         # A compensation locks the key it undoes, so it never runs alongside its forward step.
         undoes = command.undoes_key if command.compensation else None
+        assert self._store is not None, "handle() runs only after start()"
         async with self._store.claim(undoes or key) as slot:
             stored = await slot.lookup(key)
             if stored is None and not command.compensation and await slot.compensated(key):
@@ -260,6 +308,7 @@ class Participant:
             reply = reply.model_copy(update={"message_id": final_reply_id(reply.command_id)})
         headers: dict[str, str] = {}
         inject(headers)
+        assert self._transport is not None, "publishing runs only after start()"
         await self._transport.publish(
             REPLIES_EXCHANGE,
             REPLY_ROUTING_KEY,

@@ -84,24 +84,31 @@ class Route:
 def collect_routes(service: str, handlers: list[object]) -> dict[str, Route]:
     """Return the marked handlers of `handlers` by action name, checked against `service`.
 
+    A handler is an object whose methods are marked `@handles`, or a marked function.
+
     Raises:
         ValueError: An action belongs to another service, or two handlers claim one action.
     """
     routes: dict[str, Route] = {}
     for owner in handlers:
-        for name in dir(type(owner)):
-            function = getattr(type(owner), name, None)
-            action = getattr(function, HANDLES_ATTRIBUTE, None)
-            if action is None:
-                continue
+        marked = getattr(owner, HANDLES_ATTRIBUTE, None)
+        if marked is not None and callable(owner):
+            found = [(getattr(owner, "__qualname__", repr(owner)), marked, owner)]
+        else:
+            found = []
+            for name in dir(type(owner)):
+                action = getattr(getattr(type(owner), name, None), HANDLES_ATTRIBUTE, None)
+                if action is not None:
+                    found.append((f"{type(owner).__name__}.{name}", action, getattr(owner, name)))
+        for where, action, handler in found:
             if service != action.SERVICE:
                 raise ValueError(
-                    f"{type(owner).__name__}.{name} handles {action.ACTION!r} of service "
-                    f"{action.SERVICE!r}, not {service!r}"
+                    f"{where} handles {action.ACTION!r} of service {action.SERVICE!r}, "
+                    f"not {service!r}"
                 )
             if action.ACTION in routes:
                 raise ValueError(f"two handlers for {action.ACTION!r}")
-            routes[action.ACTION] = Route(action, getattr(owner, name))
+            routes[action.ACTION] = Route(action, handler)
     if not routes:
         raise ValueError(f"no @handles methods found for service {service!r}")
     return routes

@@ -22,7 +22,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, TypeVar
 
 import typer
@@ -32,7 +32,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from contracts.topology import standard_topology
+from contracts.topology import EXCHANGES, Topology, service_queue
 from convection.db import make_engine
 from convection.health import Heartbeat
 from convection.participant import FAILPOINTS
@@ -103,8 +103,17 @@ def load_settings(settings_type: type[S]) -> S:
         raise SettingsError(f"invalid settings: {problems}") from exc
 
 
-async def serve(settings: S, runner: Runner[S]) -> None:
-    """Connect, run `runner` until SIGTERM/SIGINT, then stop and disconnect."""
+def topology_of(services: Sequence[str]) -> Topology:
+    """Return what participants of `services` declare: the exchanges and their own queues."""
+    return Topology(exchanges=EXCHANGES, queues=tuple(service_queue(s) for s in services))
+
+
+async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None:
+    """Connect, run `runner` until SIGTERM/SIGINT, then stop and disconnect.
+
+    The transport declares only the command queues of `services`: a participant declares
+    its own queue, never another service's.
+    """
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -112,7 +121,7 @@ async def serve(settings: S, runner: Runner[S]) -> None:
     # Enough connections for every delivery in flight plus the handlers' own queries.
     engine = make_engine(settings.db_url, pool_size=settings.prefetch)
     try:
-        async with open_transport(settings.amqp_url, standard_topology()) as transport:
+        async with open_transport(settings.amqp_url, topology_of(services)) as transport:
             beat = None
             if settings.health_file:
                 # Container health checks read this file (`convection health --file ...`).
@@ -139,7 +148,7 @@ def main(service: str, settings_type: type[S], runner: Runner[S]) -> int:
     logging.getLogger().setLevel(settings.log_level.upper())
     tracing = setup_tracing(f"{service}-adapter")
     try:
-        asyncio.run(serve(settings, runner))
+        asyncio.run(serve(settings, runner, [service]))
     except TransportError as exc:
         logger.error("%s-adapter: broker unusable: %s", service, exc)  # noqa: TRY400
         return 1

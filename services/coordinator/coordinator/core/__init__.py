@@ -20,6 +20,8 @@ from coordinator.core.events import (
     SkipRequested,
     StepReplied,
     StepTimedOut,
+    dump_event,
+    load_event,
 )
 from coordinator.core.ids import message_id
 from coordinator.core.model import Decision, HistoryEntry, Leg, SagaState, StepState, Verdict
@@ -48,5 +50,7 @@ __all__ = [
     "StepStatus",
     "StepTimedOut",
     "Verdict",
+    "dump_event",
+    "load_event",
     "message_id",
 ]

@@ -42,14 +42,17 @@ from coordinator.core.events import (
 )
 from coordinator.core.model import Decision, SagaState, StepState
 from coordinator.core.states import rule
-from coordinator.errors import InvalidInput, UnknownSagaType
+from coordinator.errors import DefinitionMissing, InvalidInput, UnknownSagaType
 from sagas import PlannedStep, Registry
 
 S = SagaStatus
 
 
 class Engine:
-    """Decides what happens to a saga next; holds only the registry of saga types."""
+    """Decides what happens to a saga next; holds only the registry of saga types.
+
+    A new saga starts on its type's newest loaded version and stays on it to the end.
+    """
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
@@ -74,7 +77,7 @@ class Engine:
             raise UnknownSagaType(
                 f"unknown saga type {saga_type!r}; known: {', '.join(self.registry.names())}"
             )
-        saga = self.registry[saga_type]
+        saga = self.registry.latest(saga_type)
         try:
             data = saga.parse_input(input)
         except ValidationError as exc:
@@ -94,7 +97,8 @@ class Engine:
             steps=tuple(_step_state(p) for p in saga.plan(data)),
         )
         draft = Draft(saga, state, at, "start", requested_by)
-        draft.log("saga.created", to_status=S.PENDING, detail={"resources": list(state.resources)})
+        created = {"resources": list(state.resources), "version": saga.version}
+        draft.log("saga.created", to_status=S.PENDING, detail=created)
         draft.events.append(draft.lifecycle_event(S.PENDING))
         if state.resources:
             draft.acquire = state.resources
@@ -103,9 +107,21 @@ class Engine:
             flow.advance(draft)
         return draft.decision()
 
+    def knows(self, state: SagaState) -> bool:
+        """Tell whether the definition `state` is pinned to is loaded here."""
+        return self.registry.get(state.saga_type, state.definition_version) is not None
+
     def decide(self, state: SagaState, event: Event) -> Decision:
-        """Apply one event to one saga and return the new state and what to send."""
-        draft = Draft(self.registry[state.saga_type], state, event.at, event.kind, _actor(event))
+        """Apply one event to one saga and return the new state and what to send.
+
+        Raises:
+            DefinitionMissing: The saga's type and version are not loaded here; nothing was
+                decided (the shell parks the event for a coordinator that has them).
+        """
+        saga = self.registry.get(state.saga_type, state.definition_version)
+        if saga is None:
+            raise DefinitionMissing(state.saga_type, state.definition_version)
+        draft = Draft(saga, state, event.at, event.kind, _actor(event))
         what = rule(state.status, event.kind)
         if what.action == "ignore":
             draft.ignore(what.reason)

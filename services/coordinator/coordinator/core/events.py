@@ -7,9 +7,9 @@ clock. Operator requests carry who asked (`requested_by`), which the history rec
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from contracts import Reply
 
@@ -122,3 +122,15 @@ Event = (
     | SkipRequested
 )
 """Everything that can happen to a saga."""
+
+_EVENTS: TypeAdapter[Event] = TypeAdapter(Annotated[Event, Field(discriminator="kind")])
+
+
+def dump_event(event: Event) -> str:
+    """Return an event as JSON, to keep it (a parked event waits for its definition)."""
+    return _EVENTS.dump_json(event).decode()
+
+
+def load_event(data: str | bytes) -> Event:
+    """Return the event `dump_event` wrote."""
+    return _EVENTS.validate_json(data)

@@ -39,7 +39,17 @@ class SagaFilter:
 async def list_sagas(conn: AsyncConnection, f: SagaFilter, now: datetime) -> list[dict[str, Any]]:
     """Return saga summaries, newest first, with the step each is busy with."""
     c = t.sagas.c
-    stmt = select(c.id, c.type, c.status, c.trace_id, c.created_at, c.updated_at, c.error)
+    stmt = select(
+        c.id,
+        c.type,
+        c.definition_version,
+        c.status,
+        c.trace_id,
+        c.created_at,
+        c.updated_at,
+        c.error,
+        c.parked,
+    )
     if f.statuses:
         stmt = stmt.where(c.status.in_(f.statuses))
     if f.saga_type:
@@ -57,7 +67,9 @@ async def list_sagas(conn: AsyncConnection, f: SagaFilter, now: datetime) -> lis
         {
             "saga_id": r["id"],
             "saga_type": r["type"],
+            "version": r["definition_version"],
             "status": r["status"],
+            "parked": r["parked"],
             "current_step": current.get(r["id"]),
             "trace_id": r["trace_id"],
             "created_at": r["created_at"],
@@ -69,7 +81,7 @@ async def list_sagas(conn: AsyncConnection, f: SagaFilter, now: datetime) -> lis
 
 
 def _stuck(now: datetime) -> Any:
-    """Running or compensating, with a running step (or compensation) past its deadline."""
+    """Parked, or running or compensating with a running step past its deadline."""
     c, s = t.sagas.c, t.saga_steps.c
     overdue = exists().where(
         and_(
@@ -80,7 +92,7 @@ def _stuck(now: datetime) -> Any:
             ),
         )
     )
-    return and_(c.status.in_(("running", "compensating")), overdue)
+    return or_(c.parked.is_not(None), and_(c.status.in_(("running", "compensating")), overdue))
 
 
 async def gauges(conn: AsyncConnection, now: datetime) -> tuple[dict[str, int], int]:

@@ -26,6 +26,7 @@ from coordinator.store import tables as t
 from coordinator.store.dialect import Dialect, translate
 from coordinator.store.locks import LockQueries
 from coordinator.store.outbox import OutboxQueries
+from coordinator.store.parking import ParkingQueries
 from coordinator.store.queries import SagaFilter, StepDue
 from coordinator.store.rows import saga_row, state_from_rows, step_row
 
@@ -39,7 +40,7 @@ class HistoryRow:
     entry: HistoryEntry
 
 
-class Store(OutboxQueries, LockQueries):
+class Store(OutboxQueries, LockQueries, ParkingQueries):
     """Reads and writes the coordinator's tables; one instance per database engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:
@@ -99,6 +100,13 @@ class Store(OutboxQueries, LockQueries):
         self, conn: AsyncConnection, saga_id: str, *, lock: bool = False, skip_locked: bool = False
     ) -> SagaState | None:
         """Return the saga, locking its row if asked; None if absent (or locked and skipped)."""
+        found = await self.load_parked(conn, saga_id, lock=lock, skip_locked=skip_locked)
+        return found[0] if found is not None else None
+
+    async def load_parked(
+        self, conn: AsyncConnection, saga_id: str, *, lock: bool = False, skip_locked: bool = False
+    ) -> tuple[SagaState, str | None] | None:
+        """Return the saga and why its events are parked (None when they are not)."""
         stmt = select(t.sagas).where(t.sagas.c.id == saga_id)
         if lock:
             stmt = self.dialect.for_update(stmt, skip_locked=skip_locked)
@@ -112,7 +120,7 @@ class Store(OutboxQueries, LockQueries):
                 .order_by(t.saga_steps.c.ordinal)
             )
         ).mappings()
-        return state_from_rows(row, list(steps))
+        return state_from_rows(row, list(steps)), row["parked"]
 
     async def exists(self, conn: AsyncConnection, saga_id: str) -> bool:
         """Tell whether a saga with this id exists."""

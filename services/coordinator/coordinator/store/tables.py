@@ -87,7 +87,11 @@ sagas = Table(
     Column("updated_at", UtcDateTime, nullable=False),
     Column("seq", Integer, nullable=False),
     Column("version", Integer, nullable=False),
+    # Set while events wait for a coordinator that has the saga's definition version
+    # (`definition_missing: <type>@<version>`); the saga itself is untouched meanwhile.
+    Column("parked", String(300)),
     Index("ix_sagas_status_deadline", "status", "deadline"),
+    Index("ix_sagas_parked", "parked"),
     Index("ix_sagas_type_status", "type", "status"),
 )
 """One row per saga: its current state, without the steps."""
@@ -176,6 +180,19 @@ outbox = Table(
     Index("ix_outbox_sent_at", "sent_at"),
 )
 """Messages decided in a transaction, sent by the relay after it commits."""
+
+parked_events = Table(
+    "parked_events",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    Column("saga_id", String(128), ForeignKey("sagas.id"), nullable=False),
+    Column("message_id", String(128)),
+    Column("event", Text, nullable=False),
+    Column("parked_at", UtcDateTime, nullable=False),
+    Index("ix_parked_events_saga", "saga_id", "id"),
+)
+"""Events of sagas whose definition version this coordinator lacked, kept in arrival order
+until a coordinator that has it feeds them."""
 
 inbox = Table(
     "inbox",

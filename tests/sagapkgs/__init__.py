@@ -1,0 +1,1 @@
+"""Saga packages for the loading tests: good ones, and one broken way per module."""
