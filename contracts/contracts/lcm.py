@@ -106,11 +106,13 @@ class RemoveNsConfig(Action):
 
 
 class NsStateSet(Result):
-    """The NS record's operational state changed."""
+    """The NS record's operational state changed (or, ending an NS, its record was gone)."""
 
     ns_id: Identifier
     state: NsState
     previous: NsState | None
+    existed: bool = True
+    """False when the record was already gone: terminating what no longer exists is done."""
 
 
 class SetNsState(Action):

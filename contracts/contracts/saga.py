@@ -11,7 +11,7 @@ from contracts.base import ErrorInfo, Identifier, JsonObject, Message, Name, Utc
 
 
 class SagaStatus(StrEnum):
-    """Where a saga is in its life; the last five are terminal."""
+    """Where a saga is in its life; the last six are terminal."""
 
     PENDING = "pending"
     """Waiting in FIFO order for a resource another saga holds."""
@@ -25,6 +25,8 @@ class SagaStatus(StrEnum):
     """A compensation ran out of retries: an operator must retry or skip it."""
     CANCELLED = "cancelled"
     """Cancelled, and every completed step compensated."""
+    ABANDONED = "abandoned"
+    """An operator took over by hand: not driven any more, nothing compensated."""
 
     @property
     def terminal(self) -> bool:
@@ -39,6 +41,7 @@ TERMINAL_STATUSES = frozenset(
         SagaStatus.FAILED,
         SagaStatus.COMPENSATION_FAILED,
         SagaStatus.CANCELLED,
+        SagaStatus.ABANDONED,
     }
 )
 """Statuses in which a saga stays until an operator acts."""

@@ -24,9 +24,12 @@ from contracts import Action, Result
 from sagas.kinds import (
     DEFAULT_COMPENSATION_RETRY,
     DEFAULT_RETRY,
+    LockMode,
     LockPolicy,
+    QueuedPolicy,
     RetryPolicy,
     SagaDefinitionError,
+    Shared,
 )
 from sagas.steps import BuildContext, InputT, Parallel, PlannedStep, Stage, Step, all_steps
 from sagas.validation import validate
@@ -44,10 +47,13 @@ class Saga(Generic[InputT]):
     stages: tuple[Stage, ...]
     version: int = 1
     description: str = ""
-    resources: Callable[[InputT], Sequence[str]] | None = None
-    """The resources the saga holds while it runs, e.g. `ns:<id>`."""
+    resources: Callable[[InputT], Sequence[str | Shared]] | None = None
+    """The resources the saga holds while it runs, e.g. `ns:<id>` (exclusively) or
+    `Shared("vim:<id>")`."""
     lock_policy: LockPolicy = LockPolicy.WAIT
     supersedes: tuple[str, ...] = ()
+    supersede_queued: QueuedPolicy = QueuedPolicy.KEEP
+    """With SUPERSEDE: whether sagas of the superseded types queued behind it are cancelled."""
     timeout: timedelta | None = None
     """A deadline for the whole saga; past it the saga is cancelled (unless past its pivot)."""
     retry: RetryPolicy = DEFAULT_RETRY
@@ -87,8 +93,8 @@ class Saga(Generic[InputT]):
         schema["title"] = f"{self.name} v{self.version} input"
         return schema
 
-    def resource_patterns(self) -> tuple[str, ...]:
-        """Return the resources this saga type locks, with `<field>` for input values.
+    def resource_patterns(self) -> tuple[tuple[str, LockMode], ...]:
+        """Return the resources this saga type locks and how, with `<field>` for inputs.
 
         Found by running `resources` on an input whose every field is its own placeholder;
         a function that needs more than that is shown as computed from the input.
@@ -97,15 +103,28 @@ class Saga(Generic[InputT]):
             return ()
         fields: dict[str, Any] = {name: f"<{name}>" for name in self.input.model_fields}
         try:
-            return self.resources_of(self.input.model_construct(None, **fields))
+            data = self.input.model_construct(None, **fields)
+            shared = set(self.shared_of(data))
+            return tuple(
+                (r, LockMode.SHARED if r in shared else LockMode.EXCLUSIVE)
+                for r in self.resources_of(data)
+            )
         except Exception:
-            return ("(computed from the input)",)
+            return (("(computed from the input)", LockMode.EXCLUSIVE),)
 
     def resources_of(self, data: InputT) -> tuple[str, ...]:
         """Return the sorted, distinct resources this saga holds for one input."""
         if self.resources is None:
             return ()
-        return tuple(sorted(set(self.resources(data))))
+        return tuple(sorted({_name(r) for r in self.resources(data)}))
+
+    def shared_of(self, data: InputT) -> tuple[str, ...]:
+        """Return the resources among `resources_of` that are held shared (sorted)."""
+        if self.resources is None:
+            return ()
+        claimed = list(self.resources(data))
+        exclusive = {r for r in claimed if isinstance(r, str)}
+        return tuple(sorted({r.resource for r in claimed if isinstance(r, Shared)} - exclusive))
 
     def retry_of(self, step: Step, *, compensation: bool) -> RetryPolicy:
         """Return the retry policy of a step (or of its compensation)."""
@@ -173,6 +192,10 @@ class Saga(Generic[InputT]):
             _groups=groups,
             _uses=uses,
         )
+
+
+def _name(claim: str | Shared) -> str:
+    return claim.resource if isinstance(claim, Shared) else claim
 
 
 def _parse(planned: PlannedStep, raw: Mapping[str, Any]) -> Result:

@@ -52,6 +52,31 @@ class LockPolicy(StrEnum):
     """Cancel holders of the types in `supersedes`, then go first; wait for any other holder."""
 
 
+class LockMode(StrEnum):
+    """How a saga holds a resource."""
+
+    EXCLUSIVE = "exclusive"
+    """Alone: no other saga holds it meanwhile."""
+    SHARED = "shared"
+    """With other sharers (two scale-outs of one NS); an exclusive claim waits for all."""
+
+
+class QueuedPolicy(StrEnum):
+    """What a superseding saga does to the sagas queued on its resources."""
+
+    KEEP = "keep"
+    """They stay in line and run after it."""
+    CANCEL = "cancel"
+    """Those of the superseded types are cancelled (`superseded by <saga>`)."""
+
+
+@dataclass(frozen=True)
+class Shared:
+    """A resource a saga holds shared; a plain string in `resources` is held exclusively."""
+
+    resource: str
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How a step is retried after a transient failure: exponential backoff with a cap."""

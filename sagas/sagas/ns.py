@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from contracts import lcm, ro, vim
 from contracts.base import Identifier, JsonObject, Name
 from sagas.dsl import Saga
-from sagas.kinds import LockPolicy, StepKind
+from sagas.kinds import LockPolicy, QueuedPolicy, Shared, StepKind
 from sagas.steps import BuildContext, ForEach, Step
 
 
@@ -74,8 +74,18 @@ def _get_account(ctx: BuildContext[Any]) -> vim.GetAccount:
     return vim.GetAccount(vim_account_id=ctx.input.vim_account_id)
 
 
-def _ns_resource(data: Any) -> list[str]:
-    return [f"ns:{data.ns_id}"]
+def _ns_resource(data: Any) -> list[str | Shared]:
+    # The NS alone; its VIM account shared, so the account is not deleted under it.
+    return [f"ns:{data.ns_id}", Shared(f"vim:{data.vim_account_id}")]
+
+
+def _vnf_resources(data: NsScaleOutInput) -> list[str | Shared]:
+    # Scale-outs of different VNFs of one NS run side by side; of one VNF, one at a time.
+    return [
+        Shared(f"ns:{data.ns_id}"),
+        f"vnf:{data.ns_id}/{data.vnf}",
+        Shared(f"vim:{data.vim_account_id}"),
+    ]
 
 
 def _create_record(ctx: BuildContext[NsInstantiateInput]) -> lcm.CreateNsRecord:
@@ -255,7 +265,7 @@ scale_out_ns: Saga[NsScaleOutInput] = Saga(
         ),
         Step("record-scale", lcm.SetNsState, _scaled, kind=StepKind.PIVOT),
     ),
-    resources=_ns_resource,
+    resources=_vnf_resources,
     lock_policy=LockPolicy.WAIT,
     timeout=timedelta(hours=1),
 )
@@ -295,5 +305,7 @@ terminate_ns: Saga[NsTerminateInput] = Saga(
     resources=_ns_resource,
     lock_policy=LockPolicy.SUPERSEDE,
     supersedes=("ns.instantiate", "ns.scale-out"),
+    supersede_queued=QueuedPolicy.CANCEL,
 )
-"""ns.terminate: cancels a running instantiate or scale-out of the same NS, then goes first."""
+"""ns.terminate: cancels a running instantiate or scale-out of the same NS, and those queued
+behind it, then goes first."""

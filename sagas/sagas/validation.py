@@ -38,7 +38,7 @@ class Definition(Protocol):
         """Saga types this one cancels when it supersedes."""
 
     @property
-    def resources(self) -> Callable[[Any], Sequence[str]] | None:
+    def resources(self) -> Callable[[Any], Sequence[Any]] | None:
         """The resources the saga holds."""
 
     @property

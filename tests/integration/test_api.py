@@ -556,7 +556,8 @@ async def test_saga_types_lists_versions_steps_locks_and_input_schemas(api: Api)
     terminate = types["ns.terminate"]["versions"][0]
     assert terminate["version"] == 1
     assert terminate["locks"]["policy"] == "supersede"
-    assert terminate["locks"]["resources"] == ["ns:<ns_id>"]
+    assert terminate["locks"]["resources"][0] == {"resource": "ns:<ns_id>", "mode": "exclusive"}
+    assert terminate["locks"]["supersede_queued"] == "cancel"
     assert terminate["steps"][0]["kind"] == "query"
     assert terminate["input_schema"]["required"] == ["ns_id", "vim_account_id"]
 

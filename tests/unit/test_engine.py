@@ -424,7 +424,9 @@ def test_terminate_supersedes_a_running_instantiate() -> None:
     assert world.status("inst") is S.CANCELLED
     assert world.sagas["inst"].cancelled_by == "term"
     assert world.status("term") is S.COMPLETED
-    assert world.status("scale") is S.COMPLETED
+    # ns.terminate cancels the work of its NS queued behind it too (issue 11).
+    assert world.status("scale") is S.CANCELLED
+    assert world.sagas["scale"].cancel_reason == "superseded by term"
 
 
 def test_every_transition_is_in_the_history() -> None:

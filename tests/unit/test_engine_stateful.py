@@ -5,6 +5,7 @@ operator verbs, and several sagas competing for the same NS.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 
 from contracts import SagaStatus
 from coordinator.core import (
+    AbandonRequested,
     CancelRequested,
     CompStatus,
     RetryDue,
@@ -23,6 +25,7 @@ from coordinator.core import (
     StepStatus,
     StepTimedOut,
 )
+from coordinator.core.commands import idempotency_key
 from sagas import StepKind
 from tests.unit.world import World, example
 
@@ -153,6 +156,19 @@ class SagaMachine(RuleBasedStateMachine):
             SkipRequested(at=self.world.tick(), step=failed[0], reason="r", requested_by="op"),
         )
 
+    @precondition(lambda self: self.world.sagas)
+    @rule(data=st.data())
+    def operator_abandon(self, data: st.DataObject) -> None:
+        saga_id = data.draw(st.sampled_from(sorted(self.world.sagas)))
+        if self.world.status(saga_id) in (S.FAILED, S.COMPENSATION_FAILED):
+            self.terminal_seen.pop(saga_id, None)  # an operator verb may move an ended saga
+        decision = self.world.feed(
+            saga_id, AbandonRequested(at=self.world.tick(), reason="r", requested_by="op")
+        )
+        if decision.verdict == "applied":
+            assert self.world.status(saga_id) is S.ABANDONED
+            assert not any(c.compensation for c in decision.commands)
+
     # -- helpers ----------------------------------------------------------------------------
 
     def _at(self, when: datetime | None) -> datetime:
@@ -231,6 +247,13 @@ class SagaMachine(RuleBasedStateMachine):
         parts = self.world.participants
         assert all(n <= 1 for n in parts.effects.values())
         assert all(parts.undone.get(k, 0) <= parts.effects.get(k, 0) for k in parts.undone)
+        # Across operator retries too: a retry runs a step again (a new key) only if the run
+        # before left no effect.
+        per_step: dict[str, int] = {}
+        for key, n in parts.effects.items():
+            step = re.sub(r"/r[0-9]+$", "", key)
+            per_step[step] = per_step.get(step, 0) + n
+        assert all(n <= 1 for n in per_step.values()), per_step
 
     @invariant()
     def compensated_sagas_undid_every_effect_exactly_once(self) -> None:
@@ -239,7 +262,7 @@ class SagaMachine(RuleBasedStateMachine):
             if state.status not in (S.COMPENSATED, S.CANCELLED):
                 continue
             for step in state.steps:
-                key = f"{saga_id}/{step.name}"
+                key = idempotency_key(saga_id, step.name, step.forward.run)
                 if step.kind is StepKind.COMPENSATABLE and step.status is StepStatus.SUCCEEDED:
                     assert step.comp_status in (CompStatus.DONE, CompStatus.SKIPPED), key
                 if step.comp_status is CompStatus.DONE:
@@ -251,15 +274,18 @@ class SagaMachine(RuleBasedStateMachine):
 
     @invariant()
     def no_two_sagas_hold_a_resource(self) -> None:
-        holders: dict[str, str] = {}
+        # Unless both share it (issue 11: shared locks): an exclusive holder is always alone.
+        holders: dict[str, list[tuple[str, bool]]] = {}
         for saga_id, state in self.world.sagas.items():
             if state.status in (S.RUNNING, S.COMPENSATING):
                 for resource in state.resources:
-                    assert resource not in holders, (
-                        f"{resource} held by {holders[resource]} and {saga_id}"
+                    shared = resource in state.shared
+                    others = holders.setdefault(resource, [])
+                    assert all(shared and theirs for _, theirs in others), (
+                        f"{resource} held by {others} and {saga_id}"
                     )
-                    holders[resource] = saga_id
-                    assert self.world.table[resource].holder.saga_id == saga_id
+                    others.append((saga_id, shared))
+                    assert self.world.table[resource].holds(saga_id)
 
     @invariant()
     def statuses_are_consistent(self) -> None:

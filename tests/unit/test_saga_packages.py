@@ -189,7 +189,15 @@ def test_convection_sagas_lists_types_versions_steps_locks_and_inputs() -> None:
     assert toy_type["latest"] == 2
     assert [v["version"] for v in toy_type["versions"]] == [2, 1]
     inst = types["ns.instantiate"]["versions"][0]
-    assert inst["locks"] == {"resources": ["ns:<ns_id>"], "policy": "wait", "supersedes": []}
+    assert inst["locks"] == {
+        "resources": [
+            {"resource": "ns:<ns_id>", "mode": "exclusive"},
+            {"resource": "vim:<vim_account_id>", "mode": "shared"},
+        ],
+        "policy": "wait",
+        "supersedes": [],
+        "supersede_queued": "keep",
+    }
     deploy = next(s for s in inst["steps"] if s["name"] == "deploy")
     assert (deploy["group"], deploy["grouping"], deploy["service"]) == ("vdus", "for_each", "ro")
     assert (deploy["action"], deploy["compensation"]) == ("ro.deploy-vdus", "ro.delete-vdus")

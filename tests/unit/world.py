@@ -263,6 +263,8 @@ class World:
                 decision.acquire,
                 saga.lock_policy,
                 saga.supersedes,
+                shared=state.shared,
+                queued=saga.supersede_queued,
             )
             self.table = got.table
             for holder in got.cancel:

@@ -35,9 +35,10 @@ def _version(saga: Saga[Any]) -> dict[str, Any]:
         "description": saga.description,
         "steps": [step for stage in saga.stages for step in _stage(stage)],
         "locks": {
-            "resources": list(saga.resource_patterns()),
+            "resources": [{"resource": r, "mode": m.value} for r, m in saga.resource_patterns()],
             "policy": saga.lock_policy.value,
             "supersedes": list(saga.supersedes),
+            "supersede_queued": saga.supersede_queued.value,
         },
         "timeout_seconds": saga.timeout.total_seconds() if saga.timeout else None,
         "input_schema": saga.input_schema(),

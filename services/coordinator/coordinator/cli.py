@@ -88,7 +88,7 @@ def render(types: list[dict[str, Any]]) -> str:
             lines.append(f"  {t['description']}")
         for v in t["versions"]:
             locks = v["locks"]
-            held = ", ".join(locks["resources"]) or "none"
+            held = ", ".join(f"{r['resource']} {r['mode']}" for r in locks["resources"]) or "none"
             lines.append(f"  v{v['version']}: locks {held} ({locks['policy']})")
             for step in v["steps"]:
                 where = f"{step['group']}/" if step["group"] else ""

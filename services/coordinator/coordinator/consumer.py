@@ -26,6 +26,7 @@ from contracts import (
 from convection.tracing import consumer_span, messaging_attributes
 from convection.transport import Delivery
 from coordinator.core import CancelRequested, LockGranted, message_id
+from coordinator.failpoints import AFTER_COMMIT
 from coordinator.metrics import Metrics
 from coordinator.processor import Outcome, Processor
 from coordinator.trace import TRACEPARENT, saga_start_span, trace_id_from
@@ -127,6 +128,7 @@ class Handlers:
             return None
 
     async def _settle(self, delivery: Delivery, kind: str, outcome: Outcome) -> None:
+        self.processor.failpoints.hit(AFTER_COMMIT)
         self.metrics.messages.labels(delivery.queue, outcome.kind).inc()
         if outcome.kind == "rejected":
             await self._reject(delivery, outcome.reason, outcome.note)

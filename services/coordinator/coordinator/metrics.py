@@ -10,10 +10,12 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from contracts import TERMINAL_STATUSES
+
 if TYPE_CHECKING:
     from coordinator.core import SagaState
 
-TERMINAL = ("completed", "compensated", "failed", "compensation_failed", "cancelled")
+TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 """Saga statuses that end a saga."""
 STEP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
 
@@ -109,8 +111,9 @@ class Metrics:
     def record(self, previous: SagaState | None, state: SagaState) -> None:
         """Count what one applied decision changed: a start, an end, finished steps.
 
-        Called by the processor inside the transaction; a transaction retried after a
-        transient error may count twice, which a counter of events tolerates.
+        Called by the processor once the transaction committed, for each decision in it, so
+        a transaction retried after a conflict counts once, and each end of a saga (also a
+        second one, after an operator retry) counts once.
         """
         if previous is None:
             self.sagas_started.labels(state.saga_type).inc()

@@ -18,7 +18,13 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from contracts import SagaStatus, StartSaga
-from coordinator.core import CancelRequested, RetryRequested, SagaState, SkipRequested
+from coordinator.core import (
+    AbandonRequested,
+    CancelRequested,
+    RetryRequested,
+    SagaState,
+    SkipRequested,
+)
 from coordinator.processor import Outcome, Processor
 from coordinator.store import HistoryRow, SagaFilter, queries
 from coordinator.trace import saga_start_span
@@ -32,6 +38,8 @@ class SagaView:
     state: SagaState
     history: list[HistoryRow]
     waiting: dict[str, Any] | None = None
+    locks: dict[str, Any] = field(default_factory=dict)
+    """The queue of each of its resources: holders and waiters in order, with their mode."""
     parked: str | None = None
     """Why its events wait (`definition_missing: <type>@<version>`), or None."""
 
@@ -120,6 +128,12 @@ class Operations:
         normalised: dict[str, Any] = data.model_dump(mode="json")
         return normalised
 
+    async def abandon(self, saga_id: str, reason: str, requested_by: str = "api") -> Outcome:
+        """Stop driving a saga without compensating (an operator takes over by hand)."""
+        return await self._processor.feed(
+            saga_id, lambda at: AbandonRequested(at=at, reason=reason, requested_by=requested_by)
+        )
+
     async def cancel(self, saga_id: str, reason: str, requested_by: str = "api") -> Outcome:
         """Ask to cancel a saga; `refused` when it passed its pivot or has ended."""
         return await self._processor.feed(
@@ -150,7 +164,8 @@ class Operations:
             state, parked = found
             history = await self._store.history(conn, saga_id)
             wait = await queries.waiting(conn, saga_id) if state.resources else None
-        return SagaView(state, history, wait, parked)
+            held = await queries.lock_queues(conn, saga_id) if state.resources else {}
+        return SagaView(state, history, wait, held, parked)
 
     async def list_sagas(self, f: SagaFilter) -> list[dict[str, Any]]:
         """Return saga summaries, newest first, with the step each is busy with."""

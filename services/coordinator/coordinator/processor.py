@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -32,6 +32,8 @@ from tenacity import (
 )
 
 from contracts import CancelSaga, ErrorInfo, Reply, SagaStatus, StartSaga, WakeSaga
+from convection.failpoints import NONE as NO_FAILPOINTS
+from convection.failpoints import Failpoints
 from coordinator import outgoing
 from coordinator.core import (
     CommandsWithdrawn,
@@ -56,6 +58,7 @@ from coordinator.errors import (
     StartRejected,
     StoreUnavailable,
 )
+from coordinator.failpoints import BEFORE_COMMIT, COMPENSATING
 from coordinator.metrics import Metrics
 from coordinator.store import OutboxMessage, Store
 from coordinator.trace import new_trace_id
@@ -88,6 +91,9 @@ class _Unit:
     conn: AsyncConnection
     at: datetime
     queued: int = 0
+    changes: list[tuple[SagaState | None, SagaState]] = field(default_factory=list)
+    """What each applied decision changed, counted in the metrics once it committed."""
+    parked: int = 0
 
 
 Check = Callable[[SagaState], Outcome | None]
@@ -108,10 +114,12 @@ class Processor:
         metrics: Metrics,
         on_commit: Callable[[], None] = lambda: None,
         max_attempts: int = 6,
+        failpoints: Failpoints = NO_FAILPOINTS,
     ) -> None:
         self.store = store
         self.engine = engine
         self.metrics = metrics
+        self.failpoints = failpoints
         self._on_commit = on_commit
         self._max_attempts = max_attempts
 
@@ -252,6 +260,13 @@ class Processor:
         async with self.store.transaction() as conn:
             unit = _Unit(conn, await self.store.now(conn))
             outcome = await body(unit)
+            if unit.changes:
+                self.failpoints.hit(BEFORE_COMMIT)
+        # Counted after the commit: a transaction retried after a conflict counts once.
+        for previous, state in unit.changes:
+            self.metrics.record(previous, state)
+        if unit.parked:
+            self.metrics.parked.inc(unit.parked)
         if unit.queued:
             self._on_commit()
         return outcome
@@ -278,7 +293,7 @@ class Processor:
             )
             await self.store.append_history(u.conn, state.saga_id, [entry])
             logger.warning("saga %s parked: %s", state.saga_id, reason)
-        self.metrics.parked.inc()
+        u.parked += 1
         return Outcome("parked", state.saga_id, state.status, note=reason)
 
     async def _feed_parked(self, u: _Unit, state: SagaState) -> SagaState:
@@ -313,7 +328,9 @@ class Processor:
         """Write what goes with a saga row just written: history, outbox, locks."""
         state = decision.state
         await self.store.append_history(u.conn, state.saga_id, decision.history)
-        self.metrics.record(previous, state)
+        u.changes.append((previous, state))
+        if any(cmd.compensation for cmd in decision.commands):
+            self.failpoints.hit(COMPENSATING)
         await self._enqueue(u, self._messages(state, decision))
         if decision.withdraw:
             deleted = await self.store.withdraw(u.conn, decision.withdraw)
@@ -342,7 +359,15 @@ class Processor:
         assert saga is not None, "decide() ran, so the definition is loaded"
         table = await self.store.lock_queues(u.conn, resources, None)
         who = locks.Claimant(state.saga_id, state.saga_type)
-        got = locks.acquire(table, who, resources, saga.lock_policy, saga.supersedes)
+        got = locks.acquire(
+            table,
+            who,
+            resources,
+            saga.lock_policy,
+            saga.supersedes,
+            shared=state.shared,
+            queued=saga.supersede_queued,
+        )
         await self.store.save_locks(u.conn, got.table)
         cancels = [
             CancelSaga(
@@ -375,7 +400,9 @@ class Processor:
             WakeSaga(
                 message_id=message_id(who.saga_id, "wake", state.saga_id, state.version),
                 saga_id=who.saga_id,
-                resource=",".join(sorted(r for r, q in out.table.items() if q.holder == who))[:300]
+                resource=",".join(sorted(r for r, q in out.table.items() if q.holds(who.saga_id)))[
+                    :300
+                ]
                 or "-",
             )
             for who in out.granted

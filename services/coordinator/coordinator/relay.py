@@ -18,25 +18,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 
 from opentelemetry.trace import INVALID_SPAN, Span
 
+from convection.failpoints import NONE as NO_FAILPOINTS
+from convection.failpoints import Failpoints
 from convection.tracing import context_from_traceparent, inject, link_to, producer_span, span_id_for
 from convection.transport import Transport
+from coordinator.failpoints import RELAY_AFTER_CONFIRM, RELAY_BEFORE_PUBLISH
 from coordinator.metrics import Metrics
 from coordinator.store import OutboxRow, Store
 from coordinator.trace import TRACEPARENT, producer_key
 
 logger = logging.getLogger(__name__)
-
-FAILPOINT_BEFORE_PUBLISH = "relay.before_publish"
-"""Failpoint that kills the process after a claim, before publishing (tests only)."""
-FAILPOINTS = frozenset({FAILPOINT_BEFORE_PUBLISH})
-"""The failpoints of the coordinator (`CONVECTION_FAILPOINT`)."""
 
 
 class OutboxRelay:
@@ -55,7 +52,7 @@ class OutboxRelay:
         inbox_retention: timedelta = timedelta(days=7),
         backoff_max: float = 60.0,
         listen: bool = True,
-        failpoint: str | None = None,
+        failpoints: Failpoints = NO_FAILPOINTS,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -67,7 +64,7 @@ class OutboxRelay:
         self.inbox_retention = inbox_retention
         self.backoff_max = backoff_max
         self._listen = listen
-        self._die_before_publish = failpoint == FAILPOINT_BEFORE_PUBLISH
+        self._failpoints = failpoints
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_maintenance = 0.0
@@ -110,7 +107,9 @@ class OutboxRelay:
             if not rows:
                 return 0
             # The rows stay locked while they are published: no other relay sends them.
+            self._failpoints.hit(RELAY_BEFORE_PUBLISH)
             results = await asyncio.gather(*(self._publish(r) for r in rows))
+            self._failpoints.hit(RELAY_AFTER_CONFIRM)
             sent = [r.id for r, error in zip(rows, results, strict=True) if error is None]
             await self.store.mark_sent(conn, sent, at)
             self.metrics.outbox_sent.inc(len(sent))
@@ -136,9 +135,6 @@ class OutboxRelay:
         return len(rows)
 
     async def _publish(self, row: OutboxRow) -> str | None:
-        if self._die_before_publish:
-            # Tests: die like a SIGKILL after the step committed, before it is published.
-            os._exit(137)
         headers = dict(row.headers)
         try:
             with producer_span_of(row) as span:

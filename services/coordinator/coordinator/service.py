@@ -22,9 +22,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import SagaStatus, topology
 from convection.db import make_engine
+from convection.failpoints import Failpoints
 from convection.transport import Consumer, MemoryBroker, Transport, open_transport
 from coordinator.consumer import Handlers
 from coordinator.core import Engine
+from coordinator.failpoints import KNOWN as KNOWN_FAILPOINTS
 from coordinator.metrics import Metrics
 from coordinator.operations import Operations, SagaView
 from coordinator.processor import Outcome, Processor
@@ -128,6 +130,7 @@ class Coordinator:
                 )
                 await self._transport.connect()
             store = Store(self._db_engine)
+            failpoints = Failpoints(s.failpoint, KNOWN_FAILPOINTS)
             self._relay = OutboxRelay(
                 store=store,
                 transport=self._transport,
@@ -137,13 +140,14 @@ class Coordinator:
                 max_attempts=s.outbox_max_attempts,
                 retention=timedelta(seconds=s.outbox_retention_seconds),
                 inbox_retention=timedelta(seconds=s.inbox_retention_seconds),
-                failpoint=s.failpoint,
+                failpoints=failpoints,
             )
             self._processor = Processor(
                 store=store,
                 engine=Engine(self.registry),
                 metrics=self.metrics,
                 on_commit=self._relay.wake,
+                failpoints=failpoints,
             )
             self._operations = Operations(self._processor, self.registry)
             self._timers = Timers(

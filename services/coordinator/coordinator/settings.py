@@ -36,7 +36,8 @@ class CoordinatorSettings(BaseSettings):
         "(unset: every installed convection.sagas entry point)",
     )
     failpoint: str | None = Field(
-        default=None, description="crash on purpose at a named point (tests): relay.before_publish"
+        default=None,
+        description="crash on purpose at named points (tests): see coordinator.failpoints",
     )
 
     @field_validator("amqp_url")
@@ -49,10 +50,10 @@ class CoordinatorSettings(BaseSettings):
     @field_validator("failpoint")
     @classmethod
     def _known_failpoint(cls, value: str | None) -> str | None:
-        from coordinator.relay import FAILPOINTS
+        from convection.failpoints import Failpoints
+        from coordinator.failpoints import KNOWN
 
-        if value and value not in FAILPOINTS:
-            raise ValueError(f"unknown failpoint; known: {', '.join(sorted(FAILPOINTS))}")
+        Failpoints(value, KNOWN)  # raises (a ValueError) naming what is wrong
         return value or None
 
     @field_validator("db_url")

@@ -62,6 +62,8 @@ def saga_detail(view: SagaView) -> dict[str, Any]:
         "trace_id": s.trace_id,
         "resources": list(s.resources),
         "waiting": view.waiting,
+        "locks": view.locks,
+        "shared_resources": list(s.shared),
         "input": s.input,
         "steps": [step_view(step) for step in s.steps],
         "history": [{"id": row.id, **row.entry.model_dump(mode="json")} for row in view.history],

@@ -25,6 +25,9 @@ async def _record(connection: AsyncConnection, ctx: StepContext, effect: str) ->
     )
 
 
+_ENDING = ("terminating", "terminated")
+
+
 def _unknown_ns(ns_id: str) -> StepFailed:
     return StepFailed(f"NS {ns_id} has no record", code="unknown_ns")
 
@@ -142,9 +145,17 @@ class LcmHandlers:
 
     @handles(lcm.SetNsState)
     async def set_ns_state(self, cmd: lcm.SetNsState, ctx: StepContext) -> lcm.NsStateSet:
-        """Set the NS record's operational state; report the previous one."""
+        """Set the NS record's operational state; report the previous one.
+
+        Ending an NS whose record is already gone (a superseded instantiate was undone) is
+        done, not a failure: the result says the record did not exist.
+        """
         self._faults.check(ctx.action)
         async with self._engine.begin() as connection:
+            if cmd.state in _ENDING and not await self._exists(connection, cmd.ns_id):
+                return lcm.NsStateSet(
+                    ns_id=cmd.ns_id, state=cmd.state, previous=None, existed=False
+                )
             previous = await self._require_ns(connection, cmd.ns_id)
             await connection.execute(
                 update(NS_RECORDS)
@@ -153,6 +164,12 @@ class LcmHandlers:
             )
             await _record(connection, ctx, f"state {previous} -> {cmd.state}")
         return lcm.NsStateSet(ns_id=cmd.ns_id, state=cmd.state, previous=previous)
+
+    async def _exists(self, connection: AsyncConnection, ns_id: str) -> bool:
+        row = await connection.execute(
+            select(NS_RECORDS.c.ns_id).where(NS_RECORDS.c.ns_id == ns_id)
+        )
+        return row.first() is not None
 
     async def _require_ns(self, connection: AsyncConnection, ns_id: str) -> lcm.NsState:
         row = (

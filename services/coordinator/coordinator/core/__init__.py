@@ -7,6 +7,7 @@ with the database clock and writes what it decides.
 
 from coordinator.core.engine import Engine
 from coordinator.core.events import (
+    AbandonRequested,
     CancelRequested,
     CommandsWithdrawn,
     Event,
@@ -28,6 +29,7 @@ from coordinator.core.model import Decision, HistoryEntry, Leg, SagaState, StepS
 from coordinator.core.states import CompStatus, StepStatus
 
 __all__ = [
+    "AbandonRequested",
     "CancelRequested",
     "CommandsWithdrawn",
     "CompStatus",

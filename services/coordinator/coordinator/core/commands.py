@@ -15,9 +15,19 @@ from coordinator.core.model import StepState
 from coordinator.core.states import StepStatus
 
 
-def idempotency_key(saga_id: str, step: str) -> str:
-    """Return the key a participant dedupes a step's forward command by."""
-    return f"{saga_id}/{step}"
+def idempotency_key(saga_id: str, step: str, run: int = 0) -> str:
+    """Return the key a participant dedupes a step's forward command by, in one run.
+
+    Stable across attempts and redeliveries of a run; an operator retry is a new run, whose
+    key is new, so the participant executes the step again instead of answering from the
+    outcome it stored for the run before.
+    """
+    return f"{saga_id}/{step}" if run == 0 else f"{saga_id}/{step}/r{run}"
+
+
+def undo_key(forward_key: str, run: int = 0) -> str:
+    """Return the key of a compensation (in one run) of the forward run keyed `forward_key`."""
+    return f"{forward_key}/undo" if run == 0 else f"{forward_key}/undo/r{run}"
 
 
 def build(
@@ -41,7 +51,7 @@ def build(
     except Exception as exc:
         # The builder is the saga author's code: whatever it raises is its step's failure.
         return ErrorInfo(code="payload_error", message=f"{type(exc).__name__}: {exc}"[:4000])
-    key = idempotency_key(state.saga_id, step.name)
+    key = idempotency_key(state.saga_id, step.name, step.forward.run)
     return Command(
         message_id=message_id(
             state.saga_id,
@@ -56,7 +66,7 @@ def build(
         step=step.name,
         attempt=attempt,
         compensation=compensation,
-        idempotency_key=f"{key}/undo" if compensation else key,
+        idempotency_key=undo_key(key, step.compensation.run) if compensation else key,
         undoes_key=key if compensation else None,
         deadline=draft.at + planned.spec.timeout,
         service=payload.SERVICE,

@@ -27,6 +27,7 @@ from contracts import SagaStatus
 from coordinator.core import flow, on_requests, on_saga, on_steps
 from coordinator.core.draft import Draft
 from coordinator.core.events import (
+    AbandonRequested,
     CancelRequested,
     CommandsWithdrawn,
     Event,
@@ -41,7 +42,7 @@ from coordinator.core.events import (
     StepTimedOut,
 )
 from coordinator.core.model import Decision, SagaState, StepState
-from coordinator.core.states import rule
+from coordinator.core.rules import rule
 from coordinator.errors import DefinitionMissing, InvalidInput, UnknownSagaType
 from sagas import PlannedStep, Registry
 
@@ -90,6 +91,7 @@ class Engine:
             status=S.PENDING,
             input=data.model_dump(mode="json"),
             resources=saga.resources_of(data),
+            shared=saga.shared_of(data),
             created_at=at,
             updated_at=at,
             deadline=at + saga.timeout if saga.timeout else None,
@@ -152,6 +154,8 @@ class Engine:
                 on_requests.on_retry_requested(draft, event)
             case SkipRequested():
                 on_requests.on_skip_requested(draft, event)
+            case AbandonRequested():
+                on_requests.on_abandon_requested(draft, event)
             case _:
                 assert_never(event)
         return draft.decision()
@@ -159,7 +163,7 @@ class Engine:
 
 def _actor(event: Event) -> str | None:
     match event:
-        case CancelRequested() | RetryRequested() | SkipRequested():
+        case CancelRequested() | RetryRequested() | SkipRequested() | AbandonRequested():
             return event.requested_by
         case _:
             return None

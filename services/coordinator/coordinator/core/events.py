@@ -105,7 +105,15 @@ class SkipRequested(_Event):
     requested_by: str
 
 
-Request = CancelRequested | RetryRequested | SkipRequested
+class AbandonRequested(_Event):
+    """An operator stops driving the saga: nothing more runs, nothing is compensated."""
+
+    kind: Literal["abandon_requested"] = "abandon_requested"
+    reason: str
+    requested_by: str
+
+
+Request = CancelRequested | RetryRequested | SkipRequested | AbandonRequested
 """The events someone asks for: the history records who."""
 
 Event = (
@@ -120,6 +128,7 @@ Event = (
     | CancelRequested
     | RetryRequested
     | SkipRequested
+    | AbandonRequested
 )
 """Everything that can happen to a saga."""
 

@@ -28,8 +28,11 @@ class Leg(_Frozen, Generic[StatusT]):
     """One direction of a step (its forward action or its compensation): where it is."""
 
     status: StatusT
+    run: int = 0
+    """Which run of the leg this is: an operator retry starts the next one (a new
+    idempotency key, so the participant executes it again)."""
     attempt: int = 0
-    """Attempts started so far."""
+    """Attempts started so far in this run."""
     command_id: str | None = None
     """The message id of the last command sent; a reply to it counts while the leg runs."""
     started_at: datetime | None = None
@@ -147,6 +150,8 @@ class SagaState(_Frozen):
     phase: Literal["forward", "compensation"] = "forward"
     input: dict[str, Any]
     resources: tuple[str, ...] = ()
+    shared: tuple[str, ...] = ()
+    """The resources among `resources` it holds shared (the others exclusively)."""
     created_at: datetime
     updated_at: datetime
     deadline: datetime | None = None

@@ -10,8 +10,14 @@ from __future__ import annotations
 from contracts import SagaStatus
 from coordinator.core import compensation, flow, legs
 from coordinator.core.draft import Draft
-from coordinator.core.events import CancelRequested, RetryRequested, SkipRequested
+from coordinator.core.events import (
+    AbandonRequested,
+    CancelRequested,
+    RetryRequested,
+    SkipRequested,
+)
 from coordinator.core.legs import COMPENSATION, FORWARD
+from coordinator.core.model import Leg, StatusT
 from coordinator.core.states import CompStatus, StepStatus
 
 S = SagaStatus
@@ -41,21 +47,24 @@ def on_cancel_requested(draft: Draft, event: CancelRequested) -> None:
 def on_retry_requested(draft: Draft, event: RetryRequested) -> None:
     """Resume a failed saga forward, or a compensation_failed one backward."""
     status = draft.status
-    draft.log("operator.retry", detail={"reason": event.reason})
+    retried: list[str] = []
     if status is S.COMPENSATION_FAILED:
         for step in list(draft.steps.values()):
             if step.comp_status is CompStatus.FAILED:
-                undo = step.compensation.model_copy(
-                    update={"status": CompStatus.NONE, "attempt": 0}
-                )
+                # A new run: new key (the participant runs the undo again), fresh attempts.
+                undo = _next_run(step.compensation, CompStatus.NONE, new_key=True)
                 legs.move(draft, step, COMPENSATION, undo)
+                retried.append(step.name)
     else:
         for step in list(draft.steps.values()):
             if step.status in (StepStatus.FAILED, StepStatus.ABANDONED):
-                # A fresh budget of attempts: the operator fixed what made them run out.
-                again = step.forward.model_copy(update={"status": StepStatus.PENDING, "attempt": 0})
+                # An uncertain step keeps its key: an earlier attempt may have had an effect,
+                # and only under the same key can the participant tell it did.
+                again = _next_run(step.forward, StepStatus.PENDING, new_key=not step.uncertain)
                 legs.move(draft, step, FORWARD, again)
+                retried.append(step.name)
         draft.set_phase("forward")
+    draft.log("operator.retry", detail={"reason": event.reason, "steps": retried})
     draft.set_error(None)
     _resume(draft, S.COMPENSATING if draft.state.phase == "compensation" else S.RUNNING)
 
@@ -80,6 +89,43 @@ def on_skip_requested(draft: Draft, event: SkipRequested) -> None:
         return
     draft.set_error(None)
     _resume(draft, S.COMPENSATING)
+
+
+def on_abandon_requested(draft: Draft, event: AbandonRequested) -> None:
+    """Stop driving the saga for good: the operator takes over by hand, nothing is undone.
+
+    Commands not sent yet are withdrawn; replies still in flight will be ignored (the saga
+    has ended); its locks are released like at any end.
+    """
+    draft.log("operator.abandon", detail={"reason": event.reason})
+    for step in list(draft.steps.values()):
+        if step.comp_status is CompStatus.RUNNING and step.compensation.command_id:
+            draft.withdraw.append(step.compensation.command_id)
+        if step.status in (StepStatus.RUNNING, StepStatus.RETRY_WAIT):
+            if step.status is StepStatus.RUNNING and step.forward.command_id:
+                draft.withdraw.append(step.forward.command_id)
+            # Nobody waits for it any more: its outcome is the operator's to find out.
+            leg = step.forward.model_copy(
+                update={"status": StepStatus.ABANDONED, "deadline": None, "due_at": None}
+            )
+            moved = legs.move(draft, step, FORWARD, leg, log="abandoned")
+            draft.put(moved.model_copy(update={"uncertain": True}))
+    draft.set_status(S.ABANDONED, reason=event.reason)
+
+
+def _next_run(leg: Leg[StatusT], status: StatusT, *, new_key: bool) -> Leg[StatusT]:
+    return leg.model_copy(
+        update={
+            "status": status,
+            "run": leg.run + 1 if new_key else leg.run,
+            "attempt": 0,
+            "started_at": None,
+            "finished_at": None,
+            "deadline": None,
+            "due_at": None,
+            "error": None,
+        }
+    )
 
 
 def _resume(draft: Draft, status: SagaStatus) -> None:

@@ -5,18 +5,13 @@ Every status change in the engine goes through `check_saga` or a leg's table (`c
 and the state diagram in the docs is generated from `SAGA_TRANSITIONS`
 (`python -m coordinator.diagram`).
 
-Apart from the transitions, `EVENT_RULES` says for every saga status what an event does:
-it is *handled*, *ignored* (a duplicate, stale or late event: nothing changes, the message is
-acked) or *refused* (an operator asked for something not possible now: recorded in the
-history, the saga does not change). Ignoring is a normal outcome of at-least-once delivery;
-an illegal transition is an engine bug. The two are never mixed up.
+What each event does in each saga status (handled, ignored or refused) is drawn apart, in
+`coordinator.core.rules`: ignoring a late event is normal, an illegal transition is a bug.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
 
 from contracts import SagaStatus
 from coordinator.errors import IllegalTransition
@@ -54,6 +49,7 @@ SAGA_TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
             S.COMPENSATING,  # granted after a cancel or deadline while waiting: undo what ran
             S.CANCELLED,  # cancelled while waiting, with nothing to undo
             S.FAILED,  # rejected by the lock policy, or its deadline passed while waiting
+            S.ABANDONED,  # an operator takes over by hand
         }
     ),
     S.RUNNING: frozenset(
@@ -61,6 +57,7 @@ SAGA_TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
             S.COMPLETED,  # the last stage succeeded
             S.COMPENSATING,  # a step failed for good before the commit point, or a cancel
             S.FAILED,  # a step after the commit point failed: nothing after it is undone
+            S.ABANDONED,  # an operator takes over by hand: nothing more runs, nothing undone
         }
     ),
     S.COMPENSATING: frozenset(
@@ -69,15 +66,18 @@ SAGA_TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
             S.CANCELLED,  # every effect undone after a cancel
             S.FAILED,  # it turned out that nothing had an effect: nothing to undo
             S.COMPENSATION_FAILED,  # a compensation failed for good: an operator must act
+            S.ABANDONED,  # an operator stops the undoing and finishes it by hand
         }
     ),
     S.COMPLETED: frozenset(),
     S.COMPENSATED: frozenset(),
     S.CANCELLED: frozenset(),
+    S.ABANDONED: frozenset(),
     S.FAILED: frozenset(
         {
             S.PENDING,  # operator retry of a saga with resources: take the locks again
             S.RUNNING,  # operator retry of a saga without resources
+            S.ABANDONED,  # an operator gives up on it for good
         }
     ),
     S.COMPENSATION_FAILED: frozenset(
@@ -87,6 +87,7 @@ SAGA_TRANSITIONS: dict[SagaStatus, frozenset[SagaStatus]] = {
             S.COMPENSATED,  # (kept for operators finishing by hand; the engine goes through
             S.CANCELLED,  #   compensating, which then ends the saga as it would have)
             S.FAILED,
+            S.ABANDONED,  # an operator undoes the rest by hand
         }
     ),
 }
@@ -171,114 +172,6 @@ def check_comp(old: CompStatus, new: CompStatus) -> None:
     """Raise IllegalTransition unless a compensation may move from `old` to `new`."""
     if old != new and new not in COMP_TRANSITIONS[old]:
         raise IllegalTransition(f"compensation {old} -> {new} is not allowed")
-
-
-EventKind = Literal[
-    "lock_granted",
-    "lock_queued",
-    "lock_rejected",
-    "step_replied",
-    "step_timed_out",
-    "retry_due",
-    "cancel_requested",
-    "commands_withdrawn",
-    "saga_timed_out",
-    "retry_requested",
-    "skip_requested",
-]
-"""The `kind` of every event (see `coordinator.core.events`)."""
-
-EVENT_KINDS: tuple[EventKind, ...] = EventKind.__args__  # type: ignore[attr-defined]
-"""Every event kind, in the order of `EventKind`."""
-
-
-@dataclass(frozen=True)
-class Rule:
-    """What an event does in one saga status: handle it, ignore it, or refuse it (and why)."""
-
-    action: Literal["handle", "ignore", "refuse"]
-    reason: str = ""
-
-
-HANDLE = Rule("handle")
-"""The event's handler decides (it may still ignore a stale step-level event)."""
-
-
-def _rules(
-    handle: tuple[EventKind, ...] = (),
-    ignore: dict[str, tuple[EventKind, ...]] | None = None,
-    refuse: dict[str, tuple[EventKind, ...]] | None = None,
-) -> dict[EventKind, Rule]:
-    out: dict[EventKind, Rule] = dict.fromkeys(handle, HANDLE)
-    for reason, kinds in (ignore or {}).items():
-        out.update(dict.fromkeys(kinds, Rule("ignore", reason)))
-    for reason, kinds in (refuse or {}).items():
-        out.update(dict.fromkeys(kinds, Rule("refuse", reason)))
-    return out
-
-
-_LOCK: tuple[EventKind, ...] = ("lock_granted", "lock_queued", "lock_rejected")
-_STEP: tuple[EventKind, ...] = ("step_replied", "step_timed_out", "retry_due", "commands_withdrawn")
-_ENDED = "the saga has ended"
-
-EVENT_RULES: dict[SagaStatus, dict[EventKind, Rule]] = {
-    # Waiting for its resources. Step events still count: after an operator retry, a late
-    # reply of the first run may arrive, and a late success must be recorded.
-    S.PENDING: _rules(
-        handle=(*_LOCK, *_STEP, "cancel_requested", "saga_timed_out"),
-        refuse={
-            "only failed or compensation_failed sagas can be retried": ("retry_requested",),
-            "skip applies to compensation_failed sagas": ("skip_requested",),
-        },
-    ),
-    # A lock outcome for a saga that is no longer waiting is a redelivered wake-up.
-    S.RUNNING: _rules(
-        handle=(*_STEP, "cancel_requested", "saga_timed_out"),
-        ignore={"not waiting for a lock": _LOCK},
-        refuse={
-            "only failed or compensation_failed sagas can be retried": ("retry_requested",),
-            "skip applies to compensation_failed sagas": ("skip_requested",),
-        },
-    ),
-    S.COMPENSATING: _rules(
-        handle=(*_STEP, "saga_timed_out"),
-        ignore={"not waiting for a lock": _LOCK},
-        refuse={
-            "the saga is already compensating": ("cancel_requested",),
-            "only failed or compensation_failed sagas can be retried": ("retry_requested",),
-            "skip applies to compensation_failed sagas": ("skip_requested",),
-        },
-    ),
-}
-for _status in (S.COMPLETED, S.COMPENSATED, S.CANCELLED):
-    # An ended saga ignores what is still in flight for it and refuses every request.
-    EVENT_RULES[_status] = _rules(
-        ignore={_ENDED: (*_LOCK, *_STEP, "saga_timed_out")},
-        refuse={
-            "the saga has already ended": ("cancel_requested",),
-            "only failed or compensation_failed sagas can be retried": ("retry_requested",),
-            "skip applies to compensation_failed sagas": ("skip_requested",),
-        },
-    )
-EVENT_RULES[S.FAILED] = _rules(
-    handle=("retry_requested",),
-    ignore={_ENDED: (*_LOCK, *_STEP, "saga_timed_out")},
-    refuse={
-        "the saga has already ended": ("cancel_requested",),
-        "skip applies to compensation_failed sagas": ("skip_requested",),
-    },
-)
-EVENT_RULES[S.COMPENSATION_FAILED] = _rules(
-    handle=("retry_requested", "skip_requested"),
-    ignore={_ENDED: (*_LOCK, *_STEP, "saga_timed_out")},
-    refuse={"the saga has already ended": ("cancel_requested",)},
-)
-"""Saga status -> event kind -> what the event does there. Total: every pair is drawn."""
-
-
-def rule(status: SagaStatus, kind: EventKind) -> Rule:
-    """Return what an event of `kind` does to a saga in `status`."""
-    return EVENT_RULES[status][kind]
 
 
 def mermaid() -> str:

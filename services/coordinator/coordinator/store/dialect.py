@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "convection_outbox"
 """The PostgreSQL channel on which a commit with outbox rows wakes every relay."""
 
+_QUEUES_LOCK = 0x636F6E766C6F636B  # "convlock": the resource lock queues' advisory lock
 _CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
 # serialization failure, deadlock, lock not available
 _UNAVAILABLE_PREFIXES = ("08", "57P")
@@ -82,18 +83,15 @@ class Dialect:
         if self.postgres:
             await conn.execute(select(text(f"pg_notify('{NOTIFY_CHANNEL}', '')")))
 
-    async def lock_resources(self, conn: AsyncConnection, resources: Iterable[str]) -> None:
-        """Serialise changes to these resources' lock queues until commit (sorted: no cycles).
+    async def lock_queue_table(self, conn: AsyncConnection) -> None:
+        """Serialise changes to the resource lock queues until commit.
 
-        A queue spans several rows, and a row that does not exist yet cannot be locked, so
-        an advisory lock per resource name stands for its queue.
+        A queue spans several rows, and a row that does not exist yet cannot be locked, so a
+        transaction-scoped advisory lock stands for the whole table; SQLite's single writer
+        serialises them already.
         """
-        if not self.postgres:
-            return
-        for resource in sorted(set(resources)):
-            await conn.execute(
-                text("SELECT pg_advisory_xact_lock(hashtextextended(:r, 0))"), {"r": resource}
-            )
+        if self.postgres:
+            await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _QUEUES_LOCK})
 
     async def listen(self, wake: Callable[[], None], *, retry_every: float = 1.0) -> None:
         """Call `wake` on every commit with outbox rows, from any replica, until cancelled.

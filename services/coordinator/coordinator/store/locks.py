@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from coordinator.core.locks import Claimant, LockQueue
 from coordinator.store import tables as t
 from coordinator.store.dialect import Dialect
+from sagas import LockMode
 
 
 class LockQueries:
@@ -28,24 +29,21 @@ class LockQueries:
     ) -> dict[str, LockQueue]:
         """Lock and return the queues of `resources` (and of `saga_id`), closed over waiters.
 
-        Locks the queues it reads, then reads them; if the waiters in them reach further
-        queues, locks those too and reads again. A deadlock here is retried like any other.
+        One lock serialises every change to the lock table until commit. Locking each queue
+        instead deadlocks as soon as queues connect (every NS saga shares its VIM account,
+        so the closure of one saga's queues reaches many others', found only while reading);
+        and lock-table changes happen only when a saga starts waiting, is granted, or ends.
         """
-        wanted_first = tuple(resources)
-        held: set[str] = set()
-        wanted = set(wanted_first)
-        while True:
-            await self.dialect.lock_resources(conn, wanted - held)
-            held |= wanted
-            table = await self.load_locks(conn, resources=wanted_first, saga_id=saga_id)
-            if set(table) <= held:
-                return table
-            wanted = set(table)
+        await self.dialect.lock_queue_table(conn)
+        return await self.load_locks(conn, resources=resources, saga_id=saga_id)
 
     async def load_locks(
         self, conn: AsyncConnection, *, resources: Iterable[str] = (), saga_id: str | None = None
     ) -> dict[str, LockQueue]:
-        """Return the queues of `resources` (and of `saga_id`), closed over their waiters."""
+        """Return the queues of `resources` (and of `saga_id`), closed over their waiters.
+
+        A waiter's other queues are needed to grant it (all or nothing); a holder's are not.
+        """
         c = t.resource_locks.c
         wanted = set(resources)
         sagas: set[str] = {saga_id} if saga_id else set()
@@ -60,7 +58,7 @@ class LockQueries:
             for r in found:
                 rows[(r["resource"], r["saga_id"])] = r
             more_res = {r for r, _ in rows} - wanted
-            more_sagas = {s for _, s in rows} - sagas
+            more_sagas = {s for (_, s), r in rows.items() if not r["granted"]} - sagas
             if not more_res and not more_sagas:
                 break
             wanted |= more_res
@@ -68,11 +66,11 @@ class LockQueries:
         table = {r: LockQueue(r) for r in wanted}
         for (resource, _), r in sorted(rows.items(), key=lambda kv: kv[1]["position"]):
             q = table[resource]
-            who = Claimant(r["saga_id"], r["saga_type"])
+            who = Claimant(r["saga_id"], r["saga_type"], LockMode(r["mode"]))
             if r["granted"]:
-                table[resource] = LockQueue(resource, who, q.waiters)
+                table[resource] = LockQueue(resource, (*q.holders, who), q.waiters)
             else:
-                table[resource] = LockQueue(resource, q.holder, (*q.waiters, who))
+                table[resource] = LockQueue(resource, q.holders, (*q.waiters, who))
         return table
 
     async def save_locks(self, conn: AsyncConnection, table: dict[str, LockQueue]) -> None:
@@ -80,10 +78,9 @@ class LockQueries:
         if not table:
             return
         await conn.execute(delete(t.resource_locks).where(t.resource_locks.c.resource.in_(table)))
-        rows = []
+        rows: list[dict[str, Any]] = []
         for resource, q in table.items():
-            if q.holder is not None:
-                rows.append(_lock_row(resource, q.holder, granted=True, position=0))
+            rows.extend(_lock_row(resource, h, granted=True, position=0) for h in q.holders)
             rows.extend(
                 _lock_row(resource, w, granted=False, position=i + 1)
                 for i, w in enumerate(q.waiters)
@@ -98,5 +95,6 @@ def _lock_row(resource: str, who: Claimant, *, granted: bool, position: int) -> 
         "saga_id": who.saga_id,
         "saga_type": who.saga_type,
         "granted": granted,
+        "mode": who.mode.value,
         "position": position,
     }

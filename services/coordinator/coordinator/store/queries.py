@@ -17,9 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import TERMINAL_STATUSES, SagaStatus
 from coordinator.core import CompStatus, StepStatus
+from coordinator.core.locks import Claimant, LockQueue
 from coordinator.store import tables as t
+from sagas import LockMode
 
-FINISHED = ("completed", "compensated", "failed", "compensation_failed", "cancelled")
+FINISHED = tuple(sorted(s.value for s in TERMINAL_STATUSES))
 """Statuses that end a saga, for statistics."""
 
 
@@ -128,30 +130,59 @@ async def _current_steps(conn: AsyncConnection, ids: list[str]) -> dict[str, str
 
 
 async def waiting(conn: AsyncConnection, saga_id: str) -> dict[str, Any] | None:
-    """Return what a pending saga waits for and its place in line, or None if it waits for none."""
+    """Return what a pending saga waits for, who holds it and where it is in line, or None.
+
+    Only the resources it cannot have yet count: one it could share now is not waited for.
+    """
+    queues = await _queues(conn, saga_id)
+    blocking = [r for r, q in queues.items() if q.position(saga_id) and not q.grantable(saga_id)]
+    if not blocking:
+        return None
+    return {
+        "resources": blocking,
+        "position": max(queues[r].position(saga_id) for r in blocking),
+        "held_by": {
+            r: ", ".join(h.saga_id for h in queues[r].holders)
+            for r in blocking
+            if queues[r].holders
+        },
+    }
+
+
+async def lock_queues(conn: AsyncConnection, saga_id: str) -> dict[str, Any]:
+    """Return each queue of a saga's resources: holders and waiters in order, with mode."""
+    return {
+        r: {
+            "holders": [_claim(h) for h in q.holders],
+            "waiters": [_claim(w) for w in q.waiters],
+        }
+        for r, q in (await _queues(conn, saga_id)).items()
+    }
+
+
+def _claim(who: Claimant) -> dict[str, str]:
+    return {"saga_id": who.saga_id, "saga_type": who.saga_type, "mode": who.mode.value}
+
+
+async def _queues(conn: AsyncConnection, saga_id: str) -> dict[str, LockQueue]:
     lk = t.resource_locks.c
-    mine = (
+    mine = select(lk.resource).where(lk.saga_id == saga_id).scalar_subquery()
+    rows = (
         await conn.execute(
-            select(lk.resource, lk.position).where(lk.saga_id == saga_id, lk.granted.is_(False))
+            select(lk.resource, lk.saga_id, lk.saga_type, lk.mode, lk.granted)
+            .where(lk.resource.in_(mine))
+            .order_by(lk.resource, lk.position)
         )
     ).all()
-    if not mine:
-        return None
-    resources, worst, holders = [], 0, {}
-    for resource, position in mine:
-        ahead = (
-            await conn.execute(
-                select(lk.saga_id, lk.granted).where(
-                    lk.resource == resource, or_(lk.granted.is_(True), lk.position < position)
-                )
-            )
-        ).all()
-        resources.append(resource)
-        worst = max(worst, sum(1 for _, granted in ahead if not granted) + 1)
-        holder = next((sid for sid, granted in ahead if granted), None)
-        if holder:
-            holders[resource] = holder
-    return {"resources": resources, "position": worst, "held_by": holders}
+    queues: dict[str, LockQueue] = {}
+    for r in rows:
+        q = queues.get(r.resource, LockQueue(r.resource))
+        who = Claimant(r.saga_id, r.saga_type, LockMode(r.mode))
+        if r.granted:
+            queues[r.resource] = LockQueue(q.resource, (*q.holders, who), q.waiters)
+        else:
+            queues[r.resource] = LockQueue(q.resource, q.holders, (*q.waiters, who))
+    return queues
 
 
 async def stats(conn: AsyncConnection, now: datetime, window: timedelta) -> dict[str, Any]:

@@ -25,7 +25,7 @@ def _dump(error: ErrorInfo | None) -> dict[str, Any] | None:
 
 _COMP = "comp_"
 """The column prefix of a step's compensation leg (its forward leg has none)."""
-_LEG_COLUMNS = ("attempt", "command_id", "deadline", "due_at", "started_at", "finished_at")
+_LEG_COLUMNS = ("run", "attempt", "command_id", "deadline", "due_at", "started_at", "finished_at")
 
 
 def _leg_columns(leg: Leg[StepStatus] | Leg[CompStatus], prefix: str) -> dict[str, Any]:
@@ -51,6 +51,7 @@ def saga_row(state: SagaState) -> dict[str, Any]:
         "phase": state.phase,
         "input": state.input,
         "resources": list(state.resources),
+        "shared_resources": list(state.shared),
         "error": _dump(state.error),
         "cancel_reason": state.cancel_reason,
         "cancelled_by": state.cancelled_by,
@@ -118,6 +119,7 @@ def state_from_rows(row: Mapping[Any, Any], steps: Sequence[Mapping[Any, Any]]) 
         phase=row["phase"],
         input=row["input"],
         resources=tuple(row["resources"]),
+        shared=tuple(row["shared_resources"] or ()),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         deadline=row["deadline"],

@@ -75,6 +75,7 @@ sagas = Table(
     Column("phase", String(16), nullable=False),
     Column("input", JsonType, nullable=False),
     Column("resources", JsonType, nullable=False),
+    Column("shared_resources", JsonType),
     Column("error", JsonType),
     Column("cancel_reason", Text),
     Column("cancelled_by", String(200)),
@@ -112,6 +113,7 @@ saga_steps = Table(
     # The forward leg's columns, then the compensation leg's (prefix comp_): flat, so the
     # timers and the operators' queries filter on them directly.
     Column("status", String(32), nullable=False),
+    Column("run", Integer, nullable=False, default=0),
     Column("attempt", Integer, nullable=False),
     Column("command_id", String(128)),
     Column("deadline", UtcDateTime),
@@ -120,6 +122,7 @@ saga_steps = Table(
     Column("finished_at", UtcDateTime),
     Column("error", JsonType),
     Column("comp_status", String(32), nullable=False),
+    Column("comp_run", Integer, nullable=False, default=0),
     Column("comp_attempt", Integer, nullable=False),
     Column("comp_command_id", String(128)),
     Column("comp_deadline", UtcDateTime),
@@ -209,6 +212,7 @@ resource_locks = Table(
     Column("saga_id", String(128), primary_key=True),
     Column("saga_type", String(64), nullable=False),
     Column("granted", Boolean, nullable=False),
+    Column("mode", String(16), nullable=False, default="exclusive"),
     Column("position", Integer, nullable=False),
     Index("ix_resource_locks_saga", "saga_id"),
 )
