@@ -54,9 +54,15 @@ class Reply(Message):
     result: JsonObject | None = None
     error: ErrorInfo | None = None
     progress: Progress | None = None
+    uncertain: bool = False
+    """With `failed` or `retryable`: the participant cannot prove the attempt left no
+    effect (its clean-up of partial work failed, or it crashed mid-way), so the step must be
+    compensated if it never succeeds."""
 
     @model_validator(mode="after")
     def _fields_match_outcome(self) -> Self:
+        if self.uncertain and self.outcome not in ("failed", "retryable"):
+            raise ValueError("only a failed or retryable reply may be uncertain")
         if self.outcome == "succeeded" and (self.result is None or self.error is not None):
             raise ValueError("a succeeded reply carries a result and no error")
         if self.outcome in ("failed", "retryable") and (
@@ -75,6 +81,7 @@ def reply_to(
     result: JsonObject | None = None,
     error: ErrorInfo | None = None,
     progress: Progress | None = None,
+    uncertain: bool = False,
 ) -> Reply:
     """Build the reply to `command` (same saga, step, attempt and compensation flag)."""
     return Reply(
@@ -87,4 +94,5 @@ def reply_to(
         result=result,
         error=error,
         progress=progress,
+        uncertain=uncertain,
     )

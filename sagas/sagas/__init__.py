@@ -5,6 +5,8 @@ from sagas.dsl import RawResults, Registry, Saga
 from sagas.kinds import (
     DEFAULT_COMPENSATION_RETRY,
     DEFAULT_RETRY,
+    OUTAGE_COMPENSATION_RETRY,
+    OUTAGE_RETRY,
     LockMode,
     LockPolicy,
     QueuedPolicy,
@@ -37,6 +39,8 @@ __all__ = [
     "DEFAULT_RETRY",
     "GROUP",
     "OSM_SAGAS",
+    "OUTAGE_COMPENSATION_RETRY",
+    "OUTAGE_RETRY",
     "BuildContext",
     "ForEach",
     "LockMode",

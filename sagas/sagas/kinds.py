@@ -79,10 +79,17 @@ class Shared:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How a step is retried after a transient failure: exponential backoff with a cap."""
+    """How a step is retried after a transient failure: exponential backoff with a cap.
 
-    maximum_attempts: int = 5
-    """Attempts in all, the first included; retriable steps ignore it and retry forever."""
+    Bounded by attempts, by the time since the run's first attempt, or both (whichever is
+    reached first ends the retries): a VIM outage of some minutes must not fail a saga, so
+    steps that talk to one are bounded by time.
+    """
+
+    maximum_attempts: int | None = 5
+    """Attempts in all, the first included (None: no bound); retriable steps retry forever."""
+    maximum_elapsed: timedelta | None = None
+    """No attempt starts later than this after the first one (None: no bound)."""
     initial_interval: timedelta = timedelta(seconds=1)
     backoff: float = 2.0
     maximum_interval: timedelta = timedelta(minutes=1)
@@ -90,12 +97,22 @@ class RetryPolicy:
     """Fraction of the delay to spread retries by, derived from the key so it stays pure."""
 
     def __post_init__(self) -> None:
-        if self.maximum_attempts < 1:
+        if self.maximum_attempts is None and self.maximum_elapsed is None:
+            raise ValueError("bound the retries: set maximum_attempts or maximum_elapsed")
+        if self.maximum_attempts is not None and self.maximum_attempts < 1:
             raise ValueError("maximum_attempts must be at least 1")
+        if self.maximum_elapsed is not None and self.maximum_elapsed <= timedelta(0):
+            raise ValueError("maximum_elapsed must be positive")
         if self.initial_interval <= timedelta(0) or self.maximum_interval < self.initial_interval:
             raise ValueError("need 0 < initial_interval <= maximum_interval")
         if self.backoff < 1 or not 0 <= self.jitter < 1:
             raise ValueError("need backoff >= 1 and 0 <= jitter < 1")
+
+    def allows(self, attempts: int, elapsed: timedelta) -> bool:
+        """Tell whether another attempt may start after `attempts`, `elapsed` into the run."""
+        if self.maximum_attempts is not None and attempts >= self.maximum_attempts:
+            return False
+        return self.maximum_elapsed is None or elapsed < self.maximum_elapsed
 
     def delay(self, failed_attempt: int, key: str = "") -> timedelta:
         """Return how long to wait after attempt `failed_attempt` failed, before the next."""
@@ -111,3 +128,15 @@ DEFAULT_RETRY = RetryPolicy()
 """The retry policy of a step that names none."""
 DEFAULT_COMPENSATION_RETRY = RetryPolicy(maximum_attempts=8, maximum_interval=timedelta(minutes=5))
 """Compensations get more attempts: giving up leaves the world half-undone."""
+OUTAGE_RETRY = RetryPolicy(
+    maximum_attempts=None,
+    maximum_elapsed=timedelta(minutes=10),
+    maximum_interval=timedelta(seconds=30),
+)
+"""For a step that talks to an outside system (a VIM): retried through outages of minutes."""
+OUTAGE_COMPENSATION_RETRY = RetryPolicy(
+    maximum_attempts=None,
+    maximum_elapsed=timedelta(hours=2),
+    maximum_interval=timedelta(minutes=1),
+)
+"""For its compensation: a much longer budget, since giving up leaves resources behind."""

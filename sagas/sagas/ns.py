@@ -10,7 +10,14 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from contracts import lcm, ro, vim
 from contracts.base import Identifier, JsonObject, Name
 from sagas.dsl import Saga
-from sagas.kinds import LockPolicy, QueuedPolicy, Shared, StepKind
+from sagas.kinds import (
+    OUTAGE_COMPENSATION_RETRY,
+    OUTAGE_RETRY,
+    LockPolicy,
+    QueuedPolicy,
+    Shared,
+    StepKind,
+)
 from sagas.steps import BuildContext, ForEach, Step
 
 
@@ -182,6 +189,8 @@ instantiate_ns: Saga[NsInstantiateInput] = Saga(
             compensation=ro.DeleteNetworks,
             undo=_delete_networks,
             uses=("vim-account",),
+            retry=OUTAGE_RETRY,
+            compensation_retry=OUTAGE_COMPENSATION_RETRY,
         ),
         ForEach(
             "vdus",
@@ -195,6 +204,8 @@ instantiate_ns: Saga[NsInstantiateInput] = Saga(
                 undo=_undeploy,
                 uses=("vim-account", "networks"),
                 timeout=timedelta(minutes=10),
+                retry=OUTAGE_RETRY,
+                compensation_retry=OUTAGE_COMPENSATION_RETRY,
             ),
         ),
         ForEach(
@@ -262,6 +273,8 @@ scale_out_ns: Saga[NsScaleOutInput] = Saga(
             undo=_undeploy,
             uses=("vim-account", "networks"),
             timeout=timedelta(minutes=10),
+            retry=OUTAGE_RETRY,
+            compensation_retry=OUTAGE_COMPENSATION_RETRY,
         ),
         Step("record-scale", lcm.SetNsState, _scaled, kind=StepKind.PIVOT),
     ),

@@ -42,7 +42,12 @@ async def test_ns_lifecycle_with_ledger(fresh_amqp_url: str, engine: AsyncEngine
         state = await call(
             transport, lcm.SetNsState(ns_id=ns, state="ready"), saga_id=saga, step="s"
         )
-        assert state.result == {"ns_id": ns, "state": "ready", "previous": "building"}
+        assert state.result == {
+            "ns_id": ns,
+            "state": "ready",
+            "previous": "building",
+            "existed": True,
+        }
         removed = await call(transport, lcm.RemoveNsConfig(ns_id=ns), saga_id=saga, step="rm")
         assert result_of(removed)["vnfs"] == ["v1"]
         deleted = await call(transport, lcm.DeleteNsRecord(ns_id=ns), saga_id=saga, step="del")

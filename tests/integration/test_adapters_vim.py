@@ -59,11 +59,12 @@ async def test_validate_credentials(env: tuple[Transport, VimSimulator]) -> None
         update={"auth_url": f"http://127.0.0.1:{_free_port()}/identity/v3"}
     )
     down = await call(transport, vim.ValidateCredentials(credentials=nowhere))
-    assert down.outcome == "failed" and down.error.code == "vim_unreachable"
+    # Nothing answers: down for now, so retryable (issue 12), never a business failure.
+    assert down.outcome == "retryable" and down.error.code == "vim_unreachable"
 
     wrong_path = credentials(sim).model_copy(update={"auth_url": f"{sim.url}/nothing/v3"})
     lost = await call(transport, vim.ValidateCredentials(credentials=wrong_path))
-    assert lost.outcome == "failed" and lost.error.code == "vim_unreachable"
+    assert lost.outcome == "failed" and lost.error.code == "vim_misconfigured"
 
     await admin(sim, "POST", "/admin/faults", {"fail_next": 1, "status": 503})
     busy = await call(transport, vim.ValidateCredentials(credentials=credentials(sim)))

@@ -23,9 +23,11 @@ from contracts import (
     WakeSaga,
     decode,
 )
+from convection.outage import Outage
 from convection.tracing import consumer_span, messaging_attributes
 from convection.transport import Delivery
 from coordinator.core import CancelRequested, LockGranted, message_id
+from coordinator.errors import Conflict, StoreUnavailable
 from coordinator.failpoints import AFTER_COMMIT
 from coordinator.metrics import Metrics
 from coordinator.processor import Outcome, Processor
@@ -34,15 +36,27 @@ from coordinator.trace import TRACEPARENT, saga_start_span, trace_id_from
 logger = logging.getLogger(__name__)
 
 
+def database_outage() -> Outage:
+    """Return the outage state of a coordinator's database (shared by its loops)."""
+    return Outage("database", lambda exc: isinstance(exc, StoreUnavailable | Conflict))
+
+
 class Handlers:
     """Handlers of the two coordinator queues, over one Processor."""
 
     def __init__(
-        self, processor: Processor, metrics: Metrics, *, max_bytes: int = MAX_MESSAGE_BYTES
+        self,
+        processor: Processor,
+        metrics: Metrics,
+        *,
+        max_bytes: int = MAX_MESSAGE_BYTES,
+        database: Outage | None = None,
     ) -> None:
         self.processor = processor
         self.metrics = metrics
         self.max_bytes = max_bytes
+        # A database outage is not the message's fault: keep it and try again (see Outage).
+        self.database = database or database_outage()
 
     async def on_saga_message(self, delivery: Delivery) -> None:
         """Handle StartSaga, CancelSaga and WakeSaga from the sagas queue."""
@@ -55,15 +69,19 @@ class Handlers:
         elif isinstance(msg, CancelSaga):
             reason, by = msg.reason, msg.requested_by
             with self._span(delivery, "cancel", {"id": msg.saga_id}):
-                outcome = await self.processor.feed(
-                    msg.saga_id,
-                    lambda at: CancelRequested(at=at, reason=reason, requested_by=by),
-                    message_id=msg.message_id,
+                outcome = await self.database.run(
+                    lambda: self.processor.feed(
+                        msg.saga_id,
+                        lambda at: CancelRequested(at=at, reason=reason, requested_by=by),
+                        message_id=msg.message_id,
+                    )
                 )
         elif isinstance(msg, WakeSaga):
             with self._span(delivery, "wake", {"id": msg.saga_id}):
-                outcome = await self.processor.feed(
-                    msg.saga_id, lambda at: LockGranted(at=at), message_id=msg.message_id
+                outcome = await self.database.run(
+                    lambda: self.processor.feed(
+                        msg.saga_id, lambda at: LockGranted(at=at), message_id=msg.message_id
+                    )
                 )
         else:
             await self._reject(delivery, "unexpected_type", f"{msg.type} on the sagas queue")
@@ -87,7 +105,7 @@ class Handlers:
         # A CONSUMER span child of the adapter's span: the commands it decides are stored
         # with its context, so the next producer spans hang under it.
         with self._span(delivery, f"{msg.step} reply", saga) as span:
-            outcome = await self.processor.reply(msg)
+            outcome = await self.database.run(lambda: self.processor.reply(msg))
             if span is not None:
                 span.set_attribute("saga.reply.outcome", msg.outcome)
         await self._settle(delivery, msg.type, outcome)
@@ -97,7 +115,7 @@ class Handlers:
         saga_id = msg.saga_id or message_id("saga", msg.message_id)
         attributes = self._attributes(delivery, {"id": saga_id, "type": msg.saga_type})
         with saga_start_span(msg.saga_type, saga_id, delivery.headers, attributes) as trace:
-            return await self.processor.start_saga(msg, trace_id=trace)
+            return await self.database.run(lambda: self.processor.start_saga(msg, trace_id=trace))
 
     @contextmanager
     def _span(self, delivery: Delivery, name: str, saga: dict[str, Any]) -> Iterator[Any]:

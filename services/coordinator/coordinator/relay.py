@@ -26,8 +26,10 @@ from opentelemetry.trace import INVALID_SPAN, Span
 
 from convection.failpoints import NONE as NO_FAILPOINTS
 from convection.failpoints import Failpoints
+from convection.outage import Outage
 from convection.tracing import context_from_traceparent, inject, link_to, producer_span, span_id_for
 from convection.transport import Transport
+from coordinator.errors import Conflict, StoreUnavailable
 from coordinator.failpoints import RELAY_AFTER_CONFIRM, RELAY_BEFORE_PUBLISH
 from coordinator.metrics import Metrics
 from coordinator.store import OutboxRow, Store
@@ -53,6 +55,7 @@ class OutboxRelay:
         backoff_max: float = 60.0,
         listen: bool = True,
         failpoints: Failpoints = NO_FAILPOINTS,
+        database: Outage | None = None,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -65,6 +68,7 @@ class OutboxRelay:
         self.backoff_max = backoff_max
         self._listen = listen
         self._failpoints = failpoints
+        self.database = database or Outage("database", lambda _exc: True)
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_maintenance = 0.0
@@ -173,6 +177,9 @@ class OutboxRelay:
                 if time.monotonic() - self._last_maintenance > 5.0:
                     self._last_maintenance = time.monotonic()
                     await self.maintain()
+                self.database.recovered()
+            except (StoreUnavailable, Conflict) as exc:
+                self.database.failed(exc)  # logged once per outage, not once per pass
             except Exception:
                 logger.exception("outbox relay pass failed; retrying after the poll interval")
             if claimed >= self.batch:

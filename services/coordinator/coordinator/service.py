@@ -24,7 +24,7 @@ from contracts import SagaStatus, topology
 from convection.db import make_engine
 from convection.failpoints import Failpoints
 from convection.transport import Consumer, MemoryBroker, Transport, open_transport
-from coordinator.consumer import Handlers
+from coordinator.consumer import Handlers, database_outage
 from coordinator.core import Engine
 from coordinator.failpoints import KNOWN as KNOWN_FAILPOINTS
 from coordinator.metrics import Metrics
@@ -68,6 +68,7 @@ class Coordinator:
         self._timers: Timers | None = None
         self._processor: Processor | None = None
         self._operations: Operations | None = None
+        self._database = database_outage()
         self._started = False
 
     @property
@@ -90,8 +91,14 @@ class Coordinator:
         return self.metrics.registry
 
     async def readiness(self) -> dict[str, str]:
-        """Check the database, the broker and the schema: name -> "ok" or what is wrong."""
-        return await readiness(self._db_engine, self._transport)
+        """Check the database, the broker and the schema: name -> "ok" or what is wrong.
+
+        While the consumers ride out a database outage, readiness says so and since when.
+        """
+        checks = await readiness(self._db_engine, self._transport)
+        if self._database.down and checks.get("database") == "ok":
+            checks["database"] = self._database.describe()
+        return checks
 
     async def metrics_text(self) -> bytes:
         """Return the Prometheus metrics text, the gauges refreshed from the database."""
@@ -131,6 +138,7 @@ class Coordinator:
                 await self._transport.connect()
             store = Store(self._db_engine)
             failpoints = Failpoints(s.failpoint, KNOWN_FAILPOINTS)
+            self._database = database_outage()
             self._relay = OutboxRelay(
                 store=store,
                 transport=self._transport,
@@ -141,6 +149,7 @@ class Coordinator:
                 retention=timedelta(seconds=s.outbox_retention_seconds),
                 inbox_retention=timedelta(seconds=s.inbox_retention_seconds),
                 failpoints=failpoints,
+                database=self._database,
             )
             self._processor = Processor(
                 store=store,
@@ -155,10 +164,11 @@ class Coordinator:
                 metrics=self.metrics,
                 interval=s.timer_interval,
                 batch=s.timer_batch,
+                database=self._database,
             )
             await self._relay.start()
             await self._timers.start()
-            handlers = Handlers(self._processor, self.metrics)
+            handlers = Handlers(self._processor, self.metrics, database=self._database)
             for queue, handler in (
                 (topology.COORDINATOR_SAGAS_QUEUE, handlers.on_saga_message),
                 (topology.COORDINATOR_REPLIES_QUEUE, handlers.on_reply),

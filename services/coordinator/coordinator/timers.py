@@ -19,6 +19,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from convection.outage import Outage
 from coordinator.core import (
     CompStatus,
     Event,
@@ -28,6 +29,7 @@ from coordinator.core import (
     StepStatus,
     StepTimedOut,
 )
+from coordinator.errors import Conflict, StoreUnavailable
 from coordinator.metrics import Metrics
 from coordinator.processor import Processor
 from coordinator.store import StepDue
@@ -54,8 +56,15 @@ class Timers:
     """Fires due timers every `interval` seconds until stopped."""
 
     def __init__(
-        self, *, processor: Processor, metrics: Metrics, interval: float = 1.0, batch: int = 100
+        self,
+        *,
+        processor: Processor,
+        metrics: Metrics,
+        interval: float = 1.0,
+        batch: int = 100,
+        database: Outage | None = None,
     ) -> None:
+        self.database = database or Outage("database", lambda _exc: True)
         self.processor = processor
         self.store = processor.store
         self.metrics = metrics
@@ -110,6 +119,9 @@ class Timers:
         while True:
             try:
                 await self.tick()
+                self.database.recovered()
+            except (StoreUnavailable, Conflict) as exc:
+                self.database.failed(exc)  # logged once per outage, not once per tick
             except Exception:
                 logger.exception("timer tick failed; trying again next tick")
             await asyncio.sleep(self.interval)

@@ -65,8 +65,11 @@ class RoHandlers:
             for network in await vim.list_networks([creator_mark(key)]):
                 await vim.delete_network(network.network_id)
         except OpenStackError as exc:
+            # It cannot prove it left nothing: if it never succeeds, it must be compensated.
             raise StepRetryable(
-                f"{error}; removing the networks it created failed: {exc}", code="cleanup_failed"
+                f"{error}; removing the networks it created failed: {exc}",
+                code="cleanup_failed",
+                uncertain=True,
             ) from exc
 
     @handles(ro.DeleteNetworks)
@@ -130,7 +133,9 @@ class RoHandlers:
                 await vim.delete_server(server.server_id)
         except OpenStackError as exc:
             raise StepRetryable(
-                f"{error}; removing the VMs it created failed: {exc}", code="cleanup_failed"
+                f"{error}; removing the VMs it created failed: {exc}",
+                code="cleanup_failed",
+                uncertain=True,
             ) from exc
 
     async def _wait_active(

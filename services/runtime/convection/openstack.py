@@ -5,7 +5,8 @@ of our exceptions, each with a stable `code` and whether a retry can help::
 
     OpenStackError                  code, message, retryable
      ├── InvalidCredentials         401 from Keystone                      (invalid_credentials)
-     ├── VimUnreachable             connection refused, unknown auth URL   (vim_unreachable)
+     ├── VimUnreachable             nothing answers (refused, no route)     (vim_unreachable)
+     ├── VimMisconfigured           not a Keystone v3 endpoint, bad URL    (vim_misconfigured)
      ├── QuotaExceeded              403 from Nova                          (quota_exceeded)
      ├── BadRequest                 400: unknown image, flavor, network    (bad_request)
      ├── NotFound                   404 on a resource                      (not_found)
@@ -47,9 +48,16 @@ class InvalidCredentials(OpenStackError):
 
 
 class VimUnreachable(OpenStackError):
-    """Nothing answers at the auth URL, or it is not a Keystone v3 endpoint."""
+    """Nothing answers at the VIM's address: down for now, retry later."""
 
     code = "vim_unreachable"
+    retryable = True
+
+
+class VimMisconfigured(OpenStackError):
+    """The address answers but is not a usable Keystone v3 endpoint: retrying cannot help."""
+
+    code = "vim_misconfigured"
 
 
 class QuotaExceeded(OpenStackError):
@@ -177,7 +185,7 @@ class OpenStackClient:
             raise VimTransient(error_message(reply, f"identity answered {status}"), status=status)
         token = headers.get("X-Subject-Token")
         if status != 201 or token is None or not isinstance(reply, dict) or "token" not in reply:
-            raise VimUnreachable(
+            raise VimMisconfigured(
                 f"{url} is not a Keystone v3 endpoint (HTTP {status})", status=status
             )
         self._token = token
@@ -205,7 +213,7 @@ class OpenStackClient:
             await self.authenticate()
         base = self._endpoints.get(service)
         if base is None:
-            raise VimUnreachable(f"the VIM's catalog has no {service} endpoint")
+            raise VimMisconfigured(f"the VIM's catalog has no {service} endpoint")
         headers = {"X-Auth-Token": self._token or "", **self._context.headers()}
         if idempotency_key is not None:
             headers["X-Idempotency-Key"] = _fit(idempotency_key)
@@ -222,7 +230,7 @@ class OpenStackClient:
             404: NotFound,
             409: Conflict,
         }
-        if status >= 500 or status == 429:
+        if status >= 500 or status == 429:  # 429: rate limited, as transient as a 503
             raise VimTransient(message, status=status)
         raise errors.get(status, OpenStackError)(message, status=status)
 
@@ -253,6 +261,6 @@ class OpenStackClient:
         except aiohttp.ClientConnectorError as exc:
             raise VimUnreachable(f"cannot connect to {url}: {exc}") from exc
         except aiohttp.InvalidURL as exc:
-            raise VimUnreachable(f"invalid VIM URL {url}") from exc
+            raise VimMisconfigured(f"invalid VIM URL {url}") from exc
         except (TimeoutError, aiohttp.ClientError) as exc:
             raise VimTransient(f"{method} {url}: {type(exc).__name__}: {exc}") from exc

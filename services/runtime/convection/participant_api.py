@@ -36,14 +36,18 @@ class StepError(Exception):
     Args:
         message: What went wrong, for a human (it goes into the reply).
         code: A stable machine-readable code.
+        uncertain: The attempt may have left an effect (its clean-up of partial work
+            failed): the coordinator then compensates the step if it never succeeds. A
+            participant that cannot prove it left nothing behind must say so.
     """
 
     default_code = "step_error"
 
-    def __init__(self, message: str, *, code: str | None = None) -> None:
+    def __init__(self, message: str, *, code: str | None = None, uncertain: bool = False) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
+        self.uncertain = uncertain
 
 
 class StepFailed(StepError):

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from contracts import ErrorInfo, Reply, SagaStatus
@@ -108,7 +109,9 @@ class _CompensationPath:
         step = draft.steps[name]
         policy = draft.saga.retry_of(draft.planned(name).spec, compensation=True)
         attempt = step.comp_attempt
-        if attempt < policy.maximum_attempts:
+        started = step.compensation.started_at
+        elapsed = draft.at - started if started is not None else timedelta(0)
+        if policy.allows(attempt, elapsed):
             due = draft.at + policy.delay(attempt, f"{draft.state.saga_id}/{name}/undo")
             legs.wait_to_retry(draft, name, COMPENSATION, due, error)
             return

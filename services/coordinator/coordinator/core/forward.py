@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from pydantic import ValidationError
@@ -93,7 +94,7 @@ class _ForwardPath:
             legs.move(
                 draft, step, FORWARD, leg, log="abandoned", detail={"error": error.model_dump()}
             )
-        elif step.kind is StepKind.RETRIABLE or step.attempt < policy.maximum_attempts:
+        elif step.kind is StepKind.RETRIABLE or policy.allows(step.attempt, _elapsed(draft, step)):
             due = draft.at + policy.delay(step.attempt, f"{draft.state.saga_id}/{name}")
             legs.wait_to_retry(draft, name, FORWARD, due, error)
         else:
@@ -117,6 +118,11 @@ class _ForwardPath:
 
     def may_retry(self, draft: Draft) -> bool:
         return draft.status is S.RUNNING
+
+
+def _elapsed(draft: Draft, step: StepState) -> timedelta:
+    started = step.forward.started_at
+    return draft.at - started if started is not None else timedelta(0)
 
 
 PATH = _ForwardPath()

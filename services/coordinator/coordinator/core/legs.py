@@ -200,6 +200,10 @@ def on_reply(draft: Draft, step: StepState, path: Path[StatusT], reply: Reply) -
     """Apply a reply to the leg it answers; False when it is a duplicate or stale reply."""
     leg = path.direction.leg(step)
     if reply.command_id == leg.command_id and leg.status is path.direction.running:
+        if reply.uncertain and not path.direction.compensation and not step.uncertain:
+            # It may have left an effect: if it never succeeds, it is compensated all the same.
+            step = step.model_copy(update={"uncertain": True})
+            draft.put(step)
         match reply.outcome:
             case "progress":
                 heartbeat(draft, step, path.direction, reply)

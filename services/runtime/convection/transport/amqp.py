@@ -36,6 +36,7 @@ from tenacity import (
     stop_after_attempt,
     wait_exponential_jitter,
 )
+from yarl import URL
 
 from contracts.topology import Topology
 from convection.transport.amqp_consumer import CHANNEL_GONE, AmqpConsumer, AmqpDelivery
@@ -77,6 +78,10 @@ async def _usable(channel: AbstractRobustChannel) -> None:
         await asyncio.sleep(0.01)
 
 
+HEARTBEAT_SECONDS = 5
+"""AMQP heartbeat interval: a silent peer is dropped after about two of them (~10-15 s)."""
+
+
 class AmqpTransport(Transport):
     """The transport over RabbitMQ (aio-pika's robust connection, quorum queues)."""
 
@@ -88,6 +93,7 @@ class AmqpTransport(Transport):
         publish_timeout: float = 5.0,
         publish_attempts: int = 3,
         connect_timeout: float = 10.0,
+        heartbeat: int = HEARTBEAT_SECONDS,
     ) -> None:
         if publish_attempts < 1:
             raise ValueError("publish_attempts must be at least 1")
@@ -96,6 +102,7 @@ class AmqpTransport(Transport):
         self._publish_timeout = publish_timeout
         self._publish_attempts = publish_attempts
         self._connect_timeout = connect_timeout
+        self._heartbeat = heartbeat
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
         self._declarer: AbstractRobustChannel | None = None
@@ -109,9 +116,13 @@ class AmqpTransport(Transport):
         opened_here = self._connection is None
         try:
             if self._connection is None:
-                self._connection = await aio_pika.connect_robust(
-                    self._url, timeout=self._connect_timeout
-                )
+                # A heartbeat a URL sets wins; otherwise ours, so the broker finds a frozen or
+                # partitioned process within about two intervals and gives its unacked
+                # messages to another consumer (the default of 60 s would take minutes).
+                url = URL(self._url)
+                if "heartbeat" not in url.query:
+                    url = url.update_query(heartbeat=self._heartbeat)
+                self._connection = await aio_pika.connect_robust(url, timeout=self._connect_timeout)
                 self._publisher = await self._connection.channel(
                     publisher_confirms=True, on_return_raises=True
                 )
