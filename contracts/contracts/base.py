@@ -41,6 +41,17 @@ Name = Annotated[
 JsonObject = dict[str, Any]
 """A JSON object, as decoded."""
 
+SECRET_MARK = "x-convection-secret"  # noqa: S105 - the name of a schema keyword
+"""JSON Schema keyword marking a field whose value must travel and rest sealed."""
+
+Secret = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=1000),
+    Field(json_schema_extra={SECRET_MARK: True}),
+]
+"""A secret (a password): the coordinator seals it on arrival (`convection.sealing`), only
+the service that owns it can open it."""
+
 
 def new_id() -> str:
     """Return a fresh random message id."""

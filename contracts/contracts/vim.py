@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from contracts.actions import Action, Result
-from contracts.base import Identifier, Model
+from contracts.base import Identifier, Model, Secret
 
 SERVICE = "vim"
 """The vim-adapter's service name (its command queue is `convection.commands.vim`)."""
@@ -21,7 +21,8 @@ class VimCredentials(Model):
 
     auth_url: str = Field(min_length=1, max_length=500, pattern=r"^https?://")
     username: str = Field(min_length=1, max_length=200)
-    password: str = Field(min_length=1, max_length=200)
+    password: Secret
+    """Sealed everywhere but inside the adapters that log in to the VIM."""
     project: str = Field(min_length=1, max_length=200)
 
 

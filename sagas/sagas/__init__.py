@@ -17,6 +17,7 @@ from sagas.kinds import (
     UndeclaredResultError,
 )
 from sagas.packages import GROUP, SagaPackageError, combine, definitions_of
+from sagas.secrets import secret_paths
 from sagas.steps import BuildContext, ForEach, Parallel, PlannedStep, Stage, Step
 
 OSM_SAGAS = (
@@ -63,5 +64,6 @@ __all__ = [
     "definitions_of",
     "ns",
     "osm_registry",
+    "secret_paths",
     "vim_account",
 ]

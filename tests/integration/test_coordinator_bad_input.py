@@ -180,6 +180,12 @@ async def test_a_refused_start_is_answered_with_a_rejected_lifecycle_event(
             await watch.bind(events, "saga.#.rejected")
             await start_saga(rig.client, "no.such-saga", "rej-type", {})
             await start_saga(rig.client, "ns.instantiate", "rej-input", {"ns_id": "x"})
+            account = example("vim-account.create", vim_account_id="vim-taken")
+            await start_saga(rig.client, "vim-account.create", "taken", account)
+            await rig.until("taken", "completed")
+            # The same id again with another input: refused (conflict), not silently dropped.
+            other = example("vim-account.create", vim_account_id="vim-other")
+            await start_saga(rig.client, "vim-account.create", "taken", other)
             seen: dict[str, dict[str, object]] = {}
 
             async def both() -> bool:
@@ -188,10 +194,13 @@ async def test_a_refused_start_is_answered_with_a_rejected_lifecycle_event(
                     event = json.loads(msg.body)
                     seen[event["saga_id"]] = event
                     assert msg.routing_key == f"saga.{event['saga_type']}.rejected"
-                return len(seen) == 2
+                return len(seen) == 3
 
             await eventually(both, within=15)
         assert seen["rej-type"]["status"] == "rejected"
         assert seen["rej-type"]["error"]["code"] == "unknown_saga_type"  # type: ignore[index]
         assert seen["rej-input"]["error"]["code"] == "invalid_input"  # type: ignore[index]
+        assert seen["taken"]["error"]["code"] == "conflict"  # type: ignore[index]
+        dead = await _drain(rig.client, SAGAS_DEAD)
+        assert sorted(dead.values()) == ["conflict", "invalid_input", "unknown_saga_type"]
         assert "rej-type" not in await rig.db.statuses()

@@ -23,7 +23,7 @@ from pydantic_settings import BaseSettings
 from convection.tracing import setup_logging, setup_tracing
 from coordinator.api import ApiServer, ApiSettings
 from coordinator.definitions import load_registry
-from coordinator.errors import SchemaBehind
+from coordinator.errors import SchemaBehind, StartupError
 from coordinator.service import Coordinator
 from coordinator.settings import CoordinatorSettings
 from sagas import Registry, SagaPackageError
@@ -98,6 +98,9 @@ def run(settings: CoordinatorSettings, registry: Registry, api: ApiSettings | No
     except SchemaBehind as exc:
         sys.stderr.write(f"{exc}\n")
         return 3
+    except StartupError as exc:
+        sys.stderr.write(f"refusing to start: {exc}\n")
+        return 2
     except ApiUnavailable as exc:
         sys.stderr.write(
             f"{exc}\nSet CONVECTION_API_HOST/CONVECTION_API_PORT (0 picks a free port), "

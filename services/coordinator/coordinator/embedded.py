@@ -29,6 +29,7 @@ async def embedded(env: Any) -> AsyncIterator[str]:
         db_url=env.db_url,
         timer_interval=0.2,
         outbox_poll_interval=0.2,
+        vault_public_key=env.options.get("vault_public_key"),
     )
     coordinator = Coordinator(
         settings, registry=osm_registry(), transport=transport, db_engine=env.db_engine

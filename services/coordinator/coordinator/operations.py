@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import ValidationError
-
 from contracts import SagaStatus, StartSaga
 from coordinator.core import (
     AbandonRequested,
@@ -88,45 +86,16 @@ class Operations:
             outcome = await self._processor.start_saga(
                 msg, trace_id=trace_id, requested_by=requested_by
             )
+        if outcome.kind == "rejected" and outcome.reason == "conflict":
+            note = "this Idempotency-Key was used with another body" if idempotency_key else ""
+            return Started(saga_id, "conflict", reason="conflict", note=note or outcome.note)
         if outcome.kind == "rejected":
             return Started(
                 saga_id, "rejected", reason=outcome.reason, note=outcome.note, errors=outcome.errors
             )
         if outcome.kind == "applied":
             return Started(saga_id, "created", outcome.status)
-        return await self._existing(saga_id, saga_type, input, idempotency_key)
-
-    async def _existing(
-        self, saga_id: str, saga_type: str, input: dict[str, Any], key: str | None
-    ) -> Started:
-        async with self._store.reading() as conn:
-            state = await self._store.load(conn, saga_id)
-        if state is None:  # pragma: no cover - a saga is never deleted
-            return Started(saga_id, "conflict", note=f"saga {saga_id} vanished")
-        normalised = self._normalised(saga_type, state.definition_version, input)
-        if state.saga_type == saga_type and state.input == normalised:
-            return Started(saga_id, "exists", state.status)
-        note = (
-            "this Idempotency-Key was used with another body"
-            if key
-            else f"saga {saga_id} exists with another input"
-        )
-        return Started(saga_id, "conflict", state.status, reason="conflict", note=note)
-
-    def _normalised(
-        self, saga_type: str, version: int, input: dict[str, Any]
-    ) -> dict[str, Any] | None:
-        # Only on the rare path of a start that names an existing saga: the stored input is
-        # normalised by its model, so the new one must be too before they are compared.
-        saga = self._registry.get(saga_type, version)
-        if saga is None:
-            return None
-        try:
-            data = saga.parse_input(input)
-        except ValidationError:
-            return None
-        normalised: dict[str, Any] = data.model_dump(mode="json")
-        return normalised
+        return Started(saga_id, "exists", outcome.status)
 
     async def abandon(self, saga_id: str, reason: str, requested_by: str = "api") -> Outcome:
         """Stop driving a saga without compensating (an operator takes over by hand)."""

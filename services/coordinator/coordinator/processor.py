@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import (
     AsyncRetrying,
@@ -34,6 +35,7 @@ from tenacity import (
 from contracts import CancelSaga, ErrorInfo, Reply, SagaStatus, StartSaga, WakeSaga
 from convection.failpoints import NONE as NO_FAILPOINTS
 from convection.failpoints import Failpoints
+from convection.sealing import seal_paths
 from coordinator import outgoing
 from coordinator.core import (
     CommandsWithdrawn,
@@ -62,6 +64,7 @@ from coordinator.failpoints import BEFORE_COMMIT, COMPENSATING
 from coordinator.metrics import Metrics
 from coordinator.store import OutboxMessage, Store
 from coordinator.trace import new_trace_id
+from sagas import secret_paths
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +82,12 @@ class Outcome:
     note: str = ""
     errors: tuple[dict[str, Any], ...] = ()
     """For a rejected start of invalid input: the input's field errors."""
+
+
+def _masked(data: dict[str, Any], paths: Sequence[Sequence[str]]) -> dict[str, Any]:
+    # A sealed secret never equals its plaintext (nor another sealing of it): compare
+    # inputs without their secrets.
+    return seal_paths(data, paths, lambda _secret: "(secret)")
 
 
 def rejected(reason: str, note: str, errors: Sequence[dict[str, Any]] = ()) -> Outcome:
@@ -115,11 +124,13 @@ class Processor:
         on_commit: Callable[[], None] = lambda: None,
         max_attempts: int = 6,
         failpoints: Failpoints = NO_FAILPOINTS,
+        seal: Callable[[str], str] | None = None,
     ) -> None:
         self.store = store
         self.engine = engine
         self.metrics = metrics
         self.failpoints = failpoints
+        self._seal = seal
         self._on_commit = on_commit
         self._max_attempts = max_attempts
 
@@ -133,13 +144,14 @@ class Processor:
         async def body(u: _Unit) -> Outcome:
             if not await self.store.claim_inbox(u.conn, msg.message_id, u.at):
                 return Outcome("duplicate", saga_id)
-            if await self.store.exists(u.conn, saga_id):
-                return Outcome("duplicate", saga_id, note="the saga exists")
+            existing = await self.store.load(u.conn, saga_id)
+            if existing is not None:
+                return await self._existing_start(u, msg, existing, trace_id)
             try:
                 decision = self.engine.start(
                     saga_type=msg.saga_type,
                     saga_id=saga_id,
-                    input=msg.input,
+                    input=self._sealed(msg.saga_type, msg.input),
                     at=u.at,
                     trace_id=trace_id or new_trace_id(),
                     requested_by=requested_by,
@@ -208,6 +220,41 @@ class Processor:
             return Outcome(decision.verdict, saga_id, new.status, note=decision.note)
 
         return await self._run(body)
+
+    async def _existing_start(
+        self, u: _Unit, msg: StartSaga, existing: SagaState, trace_id: str | None
+    ) -> Outcome:
+        """A StartSaga for a saga id that exists: the same start again, or a conflict."""
+        saga = self.engine.registry.get(existing.saga_type, existing.definition_version)
+        stored = _masked(existing.input, secret_paths(saga.input)) if saga else existing.input
+        if existing.saga_type == msg.saga_type and stored == self._normalised(existing, msg.input):
+            return Outcome("duplicate", existing.saga_id, existing.status, note="the saga exists")
+        # Another start under a taken id: refused with a reason, and the sender hears back.
+        note = (
+            f"saga {existing.saga_id} exists as a {existing.saga_type} with another input; "
+            "choose another saga_id"
+        )
+        error = ErrorInfo(code="conflict", message=note)
+        answer = outgoing.rejected_message(msg, existing.saga_id, error, u.at, trace_id)
+        await self._enqueue(u, [answer])
+        return rejected("conflict", note)
+
+    def _normalised(self, existing: SagaState, raw: dict[str, Any]) -> dict[str, Any] | None:
+        saga = self.engine.registry.get(existing.saga_type, existing.definition_version)
+        if saga is None:
+            return None
+        try:
+            normalised: dict[str, Any] = saga.parse_input(raw).model_dump(mode="json")
+        except ValidationError:
+            return None
+        return _masked(normalised, secret_paths(saga.input))
+
+    def _sealed(self, saga_type: str, raw: dict[str, Any]) -> dict[str, Any]:
+        # Sealed before anything is stored: no table, outbox row or log holds the secret.
+        if self._seal is None or saga_type not in self.engine.registry:
+            return raw
+        paths = secret_paths(self.engine.registry.latest(saga_type).input)
+        return seal_paths(raw, paths, self._seal) if paths else raw
 
     async def feed_parked(self, saga_id: str) -> Outcome:
         """Feed a parked saga's kept events, if this coordinator has its version now."""

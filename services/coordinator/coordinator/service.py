@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from datetime import timedelta
 from types import TracebackType
 from typing import Self
@@ -23,9 +24,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import SagaStatus, topology
 from convection.db import make_engine
 from convection.failpoints import Failpoints
+from convection.sealing import Sealer
 from convection.transport import Consumer, MemoryBroker, Transport, open_transport
 from coordinator.consumer import Handlers, database_outage
 from coordinator.core import Engine
+from coordinator.errors import StartupError
 from coordinator.failpoints import KNOWN as KNOWN_FAILPOINTS
 from coordinator.metrics import Metrics
 from coordinator.operations import Operations, SagaView
@@ -34,7 +37,7 @@ from coordinator.relay import OutboxRelay
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import SagaFilter, Store, check_schema, queries
 from coordinator.timers import Timers
-from sagas import Registry
+from sagas import Registry, secret_paths
 
 logger = logging.getLogger(__name__)
 
@@ -120,9 +123,24 @@ class Coordinator:
         self.metrics.outbox_backlog.set(backlog)
         self.metrics.outbox_oldest_age.set((now - oldest).total_seconds() if oldest else 0.0)
 
+    def _sealer(self) -> Callable[[str], str] | None:
+        """Return how secrets are sealed, or refuse to run saga types with secrets unsealed."""
+        if self.settings.vault_public_key:
+            return Sealer(self.settings.vault_public_key).seal
+        with_secrets = sorted({s.name for s in self.registry if secret_paths(s.input)})
+        if with_secrets:
+            raise StartupError(
+                f"saga types {', '.join(with_secrets)} take secrets, and "
+                "CONVECTION_VAULT_PUBLIC_KEY is not set: run `convection vault keygen` and "
+                "give the public key to the coordinator, the private key to the services that "
+                "own the secrets"
+            )
+        return None
+
     async def start(self) -> None:
         """Check the schema, connect, and start relay, timers and consumers, in that order."""
         s = self.settings
+        self._sealer()  # refuse before connecting anything
         if self._db_engine is None:
             self._db_engine = make_engine(s.db_url, pool_size=s.db_pool_size)
         try:
@@ -138,6 +156,7 @@ class Coordinator:
                 await self._transport.connect()
             store = Store(self._db_engine)
             failpoints = Failpoints(s.failpoint, KNOWN_FAILPOINTS)
+            seal = self._sealer()
             self._database = database_outage()
             self._relay = OutboxRelay(
                 store=store,
@@ -157,6 +176,7 @@ class Coordinator:
                 metrics=self.metrics,
                 on_commit=self._relay.wake,
                 failpoints=failpoints,
+                seal=seal,
             )
             self._operations = Operations(self._processor, self.registry)
             self._timers = Timers(

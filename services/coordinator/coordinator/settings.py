@@ -30,6 +30,11 @@ class CoordinatorSettings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     check_schema: bool = True
     log_level: str = "INFO"
+    vault_public_key: str | None = Field(
+        default=None,
+        description="the vault's public key: secrets in saga inputs are sealed with it on "
+        "arrival (`convection vault keygen`); needed when a loaded saga type has secrets",
+    )
     sagas: str | None = Field(
         default=None,
         description="saga packages to run: entry-point names or module:attr, comma-separated "

@@ -29,8 +29,13 @@ async def run(
     prefetch: int = 16,
     failpoint: str | None = None,
     faults: LcmFaults | None = None,
+    vault: str | None = None,
 ) -> None:
-    """Serve the lcm service's commands until `stop` is set or the task is cancelled."""
+    """Serve the lcm service's commands until `stop` is set or the task is cancelled.
+
+    It owns no secret: `vault` is accepted (and unused) so every adapter runs alike.
+    """
+    del vault
     handlers = LcmHandlers(db_engine, FaultInjector(faults))
     await handlers.create_tables()
     participant = Participant(

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ro
 from convection import Participant
+from convection.sealing import Vault
 from convection.transport import Transport
 from ro_adapter.connector import OpenStackConnector, VimConnector, open_connector
 from ro_adapter.handlers import ConnectorFactory, RoHandlers
@@ -30,10 +31,16 @@ async def run(
     prefetch: int = 16,
     failpoint: str | None = None,
     poll_interval: float = 0.5,
+    vault: str | None = None,
 ) -> None:
-    """Serve the ro service's commands until `stop` is set or the task is cancelled."""
+    """Serve the ro service's commands until `stop` is set or the task is cancelled.
+
+    `vault` is the vault's private key, which opens the sealed VIM passwords.
+    """
+    keys = Vault(vault) if vault else None
     async with aiohttp.ClientSession() as http:
-        handlers = RoHandlers(functools.partial(open_connector, http), poll_interval=poll_interval)
+        connect = functools.partial(open_connector, http, vault=keys)
+        handlers = RoHandlers(connect, poll_interval=poll_interval)
         participant = Participant(
             SERVICE,
             transport=transport,

@@ -21,6 +21,7 @@ async def _run(
         stop=stop,
         prefetch=settings.prefetch,
         failpoint=settings.failpoint,
+        vault=settings.vault_key,
     )
 
 

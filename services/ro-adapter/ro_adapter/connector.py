@@ -16,6 +16,7 @@ import aiohttp
 from contracts import ro
 from convection import StepFailed, StepRetryable
 from convection.openstack import CallContext, NotFound, OpenStackClient, OpenStackError
+from convection.sealing import Vault, is_sealed
 
 _MAX_TAG = 60
 
@@ -174,15 +175,27 @@ def _server(raw: dict[str, Any]) -> VimServer:
 
 
 def open_connector(
-    http: aiohttp.ClientSession, target: ro.VimTarget, context: CallContext
+    http: aiohttp.ClientSession,
+    target: ro.VimTarget,
+    context: CallContext,
+    *,
+    vault: Vault | None = None,
 ) -> VimConnector:
-    """Return a connector to `target`'s VIM (OpenStack is the only type so far)."""
+    """Return a connector to `target`'s VIM (OpenStack is the only type so far).
+
+    The password arrives sealed; only here, with the vault's private key, is it opened.
+    """
     credentials = target.credentials
+    if vault is None and is_sealed(credentials.password):
+        raise StepFailed(
+            "the credentials are sealed and this adapter has no CONVECTION_VAULT_KEY",
+            code="vault_key_missing",
+        )
     client = OpenStackClient(
         http,
         auth_url=credentials.auth_url,
         username=credentials.username,
-        password=credentials.password,
+        password=vault.open(credentials.password) if vault else credentials.password,
         project=credentials.project,
         context=context,
     )

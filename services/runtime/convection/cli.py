@@ -54,6 +54,19 @@ def build_app() -> typer.Typer:
 
     operator_cli.register(app)
 
+    vault = typer.Typer(help="The vault that keeps secrets sealed.", no_args_is_help=True)
+
+    @vault.command("keygen")
+    def keygen() -> None:
+        """Print a new vault key pair as shell exports (public: coordinator; private: adapters)."""
+        from convection.sealing import generate_keypair
+
+        private, public = generate_keypair()
+        typer.echo(f"export CONVECTION_VAULT_PUBLIC_KEY={public}")
+        typer.echo(f"export CONVECTION_VAULT_KEY={private}")
+
+    app.add_typer(vault, name="vault")
+
     @app.command()
     def participant(
         references: Annotated[

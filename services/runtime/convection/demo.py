@@ -223,10 +223,12 @@ async def embedded(workdir: Path, console: Console) -> AsyncIterator[tuple[str, 
     """Run every service in this process; yield (API URL, VIM simulator URL)."""
     from contracts import topology
     from convection.db import make_engine
+    from convection.sealing import generate_keypair
     from convection.transport import MemoryBroker, open_transport
 
     db_url = f"sqlite+aiosqlite:///{workdir / 'convection-demo.db'}"
     broker = MemoryBroker()
+    private, public = generate_keypair()  # the demo's own vault, for the VIM passwords
     engine = make_engine(db_url)
     env = EmbeddedEnv(
         open_transport=lambda: open_transport(
@@ -234,7 +236,11 @@ async def embedded(workdir: Path, console: Console) -> AsyncIterator[tuple[str, 
         ),
         db_url=db_url,
         db_engine=engine,
-        options={"vim_sim_port": _free_port(6080), "boot_seconds": 1.5},
+        options={
+            "vim_sim_port": _free_port(6080),
+            "boot_seconds": 1.5,
+            "vault_public_key": public,
+        },
     )
     components = {
         ep.name: ep.load() for ep in entry_points(group=EMBEDDED_GROUP) if ep.name != "examples"
@@ -258,7 +264,8 @@ async def embedded(workdir: Path, console: Console) -> AsyncIterator[tuple[str, 
             stack.push_async_callback(transport.close)
             tasks.append(
                 asyncio.create_task(
-                    run(transport=transport, db_engine=engine, stop=stop), name=f"adapter-{name}"
+                    run(transport=transport, db_engine=engine, stop=stop, vault=private),
+                    name=f"adapter-{name}",
                 )
             )
         console.print(
@@ -281,7 +288,10 @@ async def processes(
     amqp_url: str, db_url: str, console: Console, workdir: Path
 ) -> AsyncIterator[tuple[str, str]]:
     """Run each service as its own process against real servers; yield (API URL, VIM URL)."""
+    from convection.sealing import generate_keypair
+
     api_port, sim_port = _free_port(8080), _free_port(6080)
+    private, public = generate_keypair()
     base = {
         **os.environ,
         "CONVECTION_AMQP_URL": amqp_url,
@@ -289,6 +299,9 @@ async def processes(
         "CONVECTION_API_PORT": str(api_port),
         "CONVECTION_VIM_SIM_PORT": str(sim_port),
         "CONVECTION_VIM_SIM_BOOT_SECONDS": "1.5",
+        # The demo's own vault: the coordinator seals the VIM password, the adapters open it.
+        "CONVECTION_VAULT_PUBLIC_KEY": public,
+        "CONVECTION_VAULT_KEY": private,
     }
     console.print("[dim]migrating the database: convection db upgrade[/]")
     migrate = await asyncio.create_subprocess_exec(

@@ -36,6 +36,7 @@ from contracts.topology import EXCHANGES, Topology, service_queue
 from convection.db import make_engine
 from convection.health import Heartbeat
 from convection.participant import FAILPOINTS
+from convection.sealing import Vault
 from convection.tracing import setup_logging, setup_tracing
 from convection.transport import Transport, TransportError, open_transport
 
@@ -66,6 +67,8 @@ class ParticipantSettings(BaseSettings):
     failpoint: str | None = None
     log_level: str = "INFO"
     health_file: str | None = None
+    vault_key: str | None = None
+    """The vault's private key, for the services that own secrets (`convection vault keygen`)."""
 
     @field_validator("db_url")
     @classmethod
@@ -75,6 +78,13 @@ class ParticipantSettings(BaseSettings):
         except ArgumentError as exc:
             raise ValueError("not a database URL") from exc
         return value
+
+    @field_validator("vault_key")
+    @classmethod
+    def _usable_key(cls, value: str | None) -> str | None:
+        if value:
+            Vault(value)  # raises SealingError (a ValueError) saying what is wrong
+        return value or None
 
     @field_validator("failpoint")
     @classmethod

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import vim
 from convection import Participant
+from convection.sealing import Vault
 from convection.transport import Transport
 from vim_adapter.accounts import ACCOUNTS, VimAccountHandlers
 from vim_adapter.connector import OpenStackConnector, Validation, VimConnector
@@ -28,10 +29,17 @@ async def run(
     stop: asyncio.Event | None = None,
     prefetch: int = 16,
     failpoint: str | None = None,
+    vault: str | None = None,
 ) -> None:
-    """Serve the vim service's commands until `stop` is set or the task is cancelled."""
+    """Serve the vim service's commands until `stop` is set or the task is cancelled.
+
+    `vault` is the vault's private key: it opens the sealed passwords to log in to the VIM,
+    and keeps every stored password sealed at rest.
+    """
+    keys = Vault(vault) if vault else None
     async with aiohttp.ClientSession() as http:
-        handlers = VimAccountHandlers(db_engine, {"openstack": OpenStackConnector(http)})
+        connectors = {"openstack": OpenStackConnector(http, vault=keys)}
+        handlers = VimAccountHandlers(db_engine, connectors, vault=keys)
         await handlers.create_tables()
         participant = Participant(
             SERVICE,

@@ -15,6 +15,7 @@ from contracts import utc_now, vim
 from convection import StepContext, StepFailed, handles
 from convection.openstack import CallContext, OpenStackError
 from convection.participant_store import create_tables
+from convection.sealing import Vault
 from vim_adapter.connector import VimConnector, step_error
 
 METADATA = MetaData()
@@ -45,11 +46,20 @@ class VimAccountHandlers:
     Args:
         engine: The adapter's database (tables are created by `create_tables`).
         connectors: A connector per VIM type.
+        vault: Keeps stored passwords sealed at rest (None: stored as they arrive, which
+            the coordinator's sealing makes sealed too).
     """
 
-    def __init__(self, engine: AsyncEngine, connectors: Mapping[str, VimConnector]) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        connectors: Mapping[str, VimConnector],
+        *,
+        vault: Vault | None = None,
+    ) -> None:
         self._engine = engine
         self._connectors = connectors
+        self._vault = vault
 
     async def create_tables(self) -> None:
         """Create the adapter's tables if they are missing."""
@@ -66,6 +76,12 @@ class VimAccountHandlers:
         except OpenStackError as exc:
             raise step_error(exc) from exc
         return vim.CredentialsValid(project_id=found.project_id, quota=found.quota)
+
+    def _at_rest(self, credentials: vim.VimCredentials) -> vim.VimCredentials:
+        if self._vault is None:
+            return credentials
+        sealed = self._vault.seal(credentials.password)
+        return credentials.model_copy(update={"password": sealed})
 
     @handles(vim.ValidateCredentials)
     async def validate_credentials(
@@ -85,7 +101,7 @@ class VimAccountHandlers:
             "vim_account_id": spec.vim_account_id,
             "name": spec.name,
             "vim_type": spec.vim_type,
-            "credentials": spec.credentials.model_dump(mode="json"),
+            "credentials": self._at_rest(spec.credentials).model_dump(mode="json"),
             "description": spec.description,
             "project_id": valid.project_id,
             "created": utc_now(),

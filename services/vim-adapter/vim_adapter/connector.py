@@ -14,6 +14,17 @@ import aiohttp
 from contracts import vim
 from convection import StepFailed, StepRetryable
 from convection.openstack import CallContext, OpenStackClient, OpenStackError
+from convection.sealing import Vault, is_sealed
+
+
+def open_secret(vault: Vault | None, value: str) -> str:
+    """Return the plaintext of a (sealed) secret, or fail saying which key is missing."""
+    if vault is None and is_sealed(value):
+        raise StepFailed(
+            "the credentials are sealed and this adapter has no CONVECTION_VAULT_KEY",
+            code="vault_key_missing",
+        )
+    return vault.open(value) if vault is not None else value
 
 
 @dataclass(frozen=True)
@@ -35,9 +46,12 @@ class VimConnector(Protocol):
 class OpenStackConnector:
     """A `VimConnector` for OpenStack (Keystone v3 password authentication)."""
 
-    def __init__(self, http: aiohttp.ClientSession, *, timeout: float = 15.0) -> None:
+    def __init__(
+        self, http: aiohttp.ClientSession, *, timeout: float = 15.0, vault: Vault | None = None
+    ) -> None:
         self._http = http
         self._timeout = timeout
+        self._vault = vault
 
     async def validate(self, credentials: vim.VimCredentials, context: CallContext) -> Validation:
         """Authenticate against the account's auth URL and return the project id."""
@@ -45,7 +59,7 @@ class OpenStackConnector:
             self._http,
             auth_url=credentials.auth_url,
             username=credentials.username,
-            password=credentials.password,
+            password=open_secret(self._vault, credentials.password),
             project=credentials.project,
             context=context,
             timeout=self._timeout,
