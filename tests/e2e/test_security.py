@@ -21,8 +21,8 @@ async def test_a_vim_password_never_lands_in_the_coordinator_or_on_the_wire(
 ) -> None:
     async with ops(tmp_path, fresh_amqp_url, fresh_pg_url) as s:
         async with aiohttp.ClientSession() as http:
-            project = {"name": "sec", "user": "sec", "password": PASSWORD}
-            project["quota"] = {"cores": 100, "instances": 100}  # type: ignore[assignment]
+            quota = {"cores": 100, "instances": 100}
+            project = {"name": "sec", "user": "sec", "password": PASSWORD, "quota": quota}
             async with http.post(s.sim + "/admin/projects", json=project) as resp:
                 assert resp.status in (200, 201), await resp.text()
         account = s.account("vim-sec")
