@@ -25,6 +25,8 @@ from convection.db import make_engine
 from convection.transport import Consumer, MemoryBroker, Transport, open_transport
 from coordinator.consumer import Handlers
 from coordinator.core import Engine
+from coordinator.dead_letter_ops import DeadLetterOps
+from coordinator.dead_letters import DeadLetterCollector
 from coordinator.metrics import Metrics
 from coordinator.operations import Operations, SagaView
 from coordinator.processor import Outcome, Processor
@@ -64,8 +66,10 @@ class Coordinator:
         self._consumers: list[Consumer] = []
         self._relay: OutboxRelay | None = None
         self._timers: Timers | None = None
+        self._collector: DeadLetterCollector | None = None
         self._processor: Processor | None = None
         self._operations: Operations | None = None
+        self._dead_letters: DeadLetterOps | None = None
         self._started = False
 
     @property
@@ -74,6 +78,13 @@ class Coordinator:
         if self._operations is None:
             raise RuntimeError("the coordinator is not started")
         return self._operations
+
+    @property
+    def dead_letters(self) -> DeadLetterOps:
+        """List, show, replay and purge collected dead letters (available once started)."""
+        if self._dead_letters is None:
+            raise RuntimeError("the coordinator is not started")
+        return self._dead_letters
 
     @property
     def transport(self) -> Transport:
@@ -112,7 +123,7 @@ class Coordinator:
         self.metrics.outbox_oldest_age.set((now - oldest).total_seconds() if oldest else 0.0)
 
     async def start(self) -> None:
-        """Check the schema, connect, and start relay, timers and consumers, in that order."""
+        """Check the schema, connect, start relay, timers, dead-letter collector and consumers."""
         s = self.settings
         if self._db_engine is None:
             self._db_engine = make_engine(s.db_url, pool_size=s.db_pool_size)
@@ -152,8 +163,18 @@ class Coordinator:
                 interval=s.timer_interval,
                 batch=s.timer_batch,
             )
+            own = topology.coordinator_topology(self.registry.services())
+            self._collector = DeadLetterCollector(
+                store=store,
+                transport=self._transport,
+                metrics=self.metrics,
+                queues=[queue.name for queue in own.queues],
+            )
+            self._dead_letters = DeadLetterOps(store, self._transport)
             await self._relay.start()
             await self._timers.start()
+            if s.collect_dead_letters:
+                await self._collector.start()
             handlers = Handlers(self._processor, self.metrics)
             for queue, handler in (
                 (topology.COORDINATOR_SAGAS_QUEUE, handlers.on_saga_message),
@@ -174,6 +195,8 @@ class Coordinator:
         for consumer in self._consumers:
             await consumer.stop()
         self._consumers.clear()
+        if self._collector is not None:
+            await self._collector.stop()
         if self._timers is not None:
             await self._timers.stop()
         if self._relay is not None:

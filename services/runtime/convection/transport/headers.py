@@ -57,6 +57,11 @@ def _decode_value(value: object) -> str | None:
     return None
 
 
+def is_broker_header(key: str) -> bool:
+    """Tell whether RabbitMQ owns header `key` (delivery count, x-death, first/last death)."""
+    return key in _BROKER_HEADERS or key.startswith(_BROKER_HEADER_PREFIXES)
+
+
 def decode_headers(raw: Mapping[str, object] | None) -> Mapping[str, str]:
     """Return `raw` with values as str, plus the dead-letter headers of broker dead letters.
 
@@ -142,11 +147,7 @@ def dead_letter_headers(
         routing_key: The routing key it was published with.
         error: For a handler that crashed, `<ExceptionType>: <message>`.
     """
-    copied = {
-        key: value
-        for key, value in headers.items()
-        if key not in _BROKER_HEADERS and not key.startswith(_BROKER_HEADER_PREFIXES)
-    }
+    copied = {key: value for key, value in headers.items() if not is_broker_header(key)}
     copied[REASON_HEADER] = reason
     copied[SOURCE_QUEUE_HEADER] = source_queue
     copied[ORIGINAL_EXCHANGE_HEADER] = exchange
