@@ -12,7 +12,7 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import vim
-from convection import Participant
+from convection import Participant, ParticipantMetrics
 from convection.transport import Transport
 from vim_adapter.accounts import ACCOUNTS, VimAccountHandlers
 from vim_adapter.connector import OpenStackConnector, Validation, VimConnector
@@ -28,6 +28,7 @@ async def run(
     stop: asyncio.Event | None = None,
     prefetch: int = 16,
     failpoint: str | None = None,
+    metrics: ParticipantMetrics | None = None,
 ) -> None:
     """Serve the vim service's commands until `stop` is set or the task is cancelled."""
     async with aiohttp.ClientSession() as http:
@@ -40,6 +41,7 @@ async def run(
             handlers=[handlers],
             prefetch=prefetch,
             failpoint=failpoint,
+            metrics=metrics,
         )
         await participant.run(stop)
 
