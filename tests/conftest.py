@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from convection.sealing import generate_keypair
+import tests.environ  # noqa: F401  (sets the session's vault keys before anything reads them)
 from tests.services import postgres_database, rabbitmq_vhost
-
-# Every coordinator and adapter of the test session, in this process or started from it,
-# shares one vault key pair: VIM passwords travel sealed, as they do in production.
-_PRIVATE, _PUBLIC = generate_keypair()
-os.environ.setdefault("CONVECTION_VAULT_KEY", _PRIVATE)
-os.environ.setdefault("CONVECTION_VAULT_PUBLIC_KEY", _PUBLIC)
 
 
 @pytest.fixture(scope="session")

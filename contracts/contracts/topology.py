@@ -40,6 +40,27 @@ REASON_HEADER = "x-convection-reason"
 """Header that carries why a message was dead-lettered."""
 SOURCE_QUEUE_HEADER = "x-convection-source-queue"
 """Header that names the queue a dead letter came from."""
+ERROR_HEADER = "x-convection-error"
+"""Header of a dead letter whose handler kept crashing: `<ExceptionType>: <message>`."""
+ORIGINAL_EXCHANGE_HEADER = "x-convection-original-exchange"
+"""Header that names the exchange a dead letter was first published to."""
+ORIGINAL_ROUTING_KEY_HEADER = "x-convection-original-routing-key"
+"""Header that names the routing key a dead letter was first published with."""
+DEAD_AT_HEADER = "x-convection-dead-at"
+"""Header with the time (RFC 3339, UTC) a message was dead-lettered."""
+REPLAY_OF_HEADER = "x-convection-replay-of"
+"""Header of a replayed dead letter: the message id of the message that died."""
+DEAD_LETTER_HEADERS = (
+    REASON_HEADER,
+    SOURCE_QUEUE_HEADER,
+    ERROR_HEADER,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    DEAD_AT_HEADER,
+)
+"""The headers a dead-letter copy gets, which a replay leaves out again."""
+HANDLER_CRASHED = "handler_crashed"
+"""Dead-letter reason of a message whose handler raised on every delivery up to the limit."""
 
 DELIVERY_LIMIT = 10
 """Redeliveries before RabbitMQ dead-letters a message a consumer keeps failing on."""
@@ -106,6 +127,18 @@ class Topology:
             if queue.name == name:
                 return queue
         raise KeyError(name)
+
+    def delivery_limit(self, name: str) -> int | None:
+        """Return the delivery limit of queue `name`: None for a dead-letter queue (it has none).
+
+        A queue this topology does not declare is assumed to have the protocol's default.
+        """
+        for queue in self.queues:
+            if queue.name == name:
+                return queue.delivery_limit
+            if queue.dead_letter == name:
+                return None
+        return DELIVERY_LIMIT
 
 
 EXCHANGES = (

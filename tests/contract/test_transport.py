@@ -18,9 +18,14 @@ import pytest
 from contracts.topology import (
     COMMANDS_EXCHANGE,
     COORDINATOR_REPLIES_QUEUE,
+    DEAD_AT_HEADER,
     DEAD_LETTER_EXCHANGE,
     DELIVERY_LIMIT,
+    ERROR_HEADER,
     EVENTS_EXCHANGE,
+    HANDLER_CRASHED,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
     REASON_HEADER,
     REPLIES_EXCHANGE,
     REPLY_ROUTING_KEY,
@@ -46,12 +51,15 @@ from tests.unit.world import OSM_TOPOLOGY
 STANDARD = OSM_TOPOLOGY
 FAILURES_QUEUE = "test.events.failures"
 COMPLETIONS_QUEUE = "test.events.completions"
+SHORT_QUEUE = "test.short-limit"
+SHORT_LIMIT = 2
 TOPOLOGY = Topology(
     exchanges=STANDARD.exchanges,
     queues=(
         *STANDARD.queues,
         Queue(FAILURES_QUEUE, (Binding(EVENTS_EXCHANGE, "saga.#.failed"),)),
         Queue(COMPLETIONS_QUEUE, (Binding(EVENTS_EXCHANGE, "saga.*.completed"),)),
+        Queue(SHORT_QUEUE, (Binding(COMMANDS_EXCHANGE, "short"),), delivery_limit=SHORT_LIMIT),
     ),
 )
 VIM_QUEUE = command_queue("vim")
@@ -259,6 +267,93 @@ async def test_dead_letter_parks_a_copy_with_its_reason(transport: Transport) ->
     assert dead.headers[SOURCE_QUEUE_HEADER] == VIM_QUEUE
     assert dead.headers["traceparent"] == "t-1"
     assert await transport.get(VIM_QUEUE) is None  # the original was acked
+
+
+async def test_a_handler_that_always_raises_is_dead_lettered_with_its_error(
+    transport: Transport,
+) -> None:
+    counts: list[int] = []
+
+    async def crash(delivery: Delivery) -> None:
+        counts.append(delivery.delivery_count)
+        raise ValueError("no such key 'vnf' " + "x" * 600)
+
+    consumer = await transport.consume(VIM_QUEUE, crash)
+    message_id = await publish_command(transport, b"crash", headers={"traceparent": "t-2"})
+    dead = await eventually_get(transport, VIM_DEAD)
+    await dead.ack()
+    await consumer.stop()
+
+    # Dead-lettered by the consumer at its last delivery, not requeued once more.
+    assert counts == list(range(DELIVERY_LIMIT + 1))
+    assert (dead.body, dead.message_id) == (b"crash", message_id)
+    assert dead.headers[REASON_HEADER] == HANDLER_CRASHED
+    error = dead.headers[ERROR_HEADER]
+    assert error.startswith("ValueError: no such key 'vnf' xxx")
+    assert len(error) == 500
+    assert dead.headers[SOURCE_QUEUE_HEADER] == VIM_QUEUE
+    assert dead.headers[ORIGINAL_EXCHANGE_HEADER] == COMMANDS_EXCHANGE
+    assert dead.headers[ORIGINAL_ROUTING_KEY_HEADER] == "vim"
+    assert dead.headers[DEAD_AT_HEADER].endswith("Z")
+    assert dead.headers["traceparent"] == "t-2"
+    assert "x-first-death-reason" not in dead.headers  # not the broker's doing
+    assert await transport.get(VIM_QUEUE) is None
+
+
+async def test_the_queue_s_own_delivery_limit_is_known_to_its_consumer(
+    transport: Transport,
+) -> None:
+    crashed: list[int] = []
+    returned: list[int] = []
+
+    async def handler(delivery: Delivery) -> None:
+        assert delivery.delivery_limit == SHORT_LIMIT
+        if delivery.body == b"crash":
+            crashed.append(delivery.delivery_count)
+            raise RuntimeError("bug")
+        returned.append(delivery.delivery_count)
+        await delivery.requeue()  # the broker's own dead-lettering, by the limit
+
+    consumer = await transport.consume(SHORT_QUEUE, handler)
+    await transport.publish(COMMANDS_EXCHANGE, "short", b"crash", message_id="m-crash")
+    await transport.publish(COMMANDS_EXCHANGE, "short", b"return", message_id="m-return")
+    short_dead = dead_letter_queue(SHORT_QUEUE)
+    dead: dict[str, Delivery] = {}
+
+    async def both() -> bool:
+        while (delivery := await transport.get(short_dead)) is not None:
+            await delivery.ack()
+            dead[delivery.message_id or ""] = delivery
+        return len(dead) == 2
+
+    await eventually(both)
+    await consumer.stop()
+
+    assert crashed == returned == list(range(SHORT_LIMIT + 1))
+    assert dead["m-crash"].headers[REASON_HEADER] == HANDLER_CRASHED
+    assert dead["m-crash"].headers[ERROR_HEADER] == "RuntimeError: bug"
+    broker = dead["m-return"].headers
+    assert broker[REASON_HEADER] == "delivery_limit"
+    assert ERROR_HEADER not in broker
+    # Filled in from x-first-death-* and x-death: every dead letter says where it came from.
+    assert broker[SOURCE_QUEUE_HEADER] == SHORT_QUEUE
+    assert broker[ORIGINAL_EXCHANGE_HEADER] == COMMANDS_EXCHANGE
+    assert broker[ORIGINAL_ROUTING_KEY_HEADER] == "short"
+    assert broker[DEAD_AT_HEADER].endswith("Z")
+    # A dead-letter queue has no limit: nothing dead-letters a dead letter.
+    assert dead["m-crash"].delivery_limit is None
+    assert TOPOLOGY.delivery_limit("not.declared.here") == DELIVERY_LIMIT
+
+
+async def test_the_default_exchange_routes_to_the_queue_named_by_the_key(
+    transport: Transport,
+) -> None:
+    await transport.publish("", VIM_QUEUE, b"direct", message_id="m-default")
+    delivery = await eventually_get(transport, VIM_QUEUE)
+    await delivery.ack()
+    assert (delivery.body, delivery.exchange, delivery.routing_key) == (b"direct", "", VIM_QUEUE)
+    with pytest.raises(Unroutable):
+        await transport.publish("", "no.such.queue", b"x", message_id="m-nowhere")
 
 
 async def test_publish_failures(transport: Transport) -> None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -18,6 +17,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from tests.environ import clean_environ
 from tests.services import AMQP_BASE, PG_ADMIN_URL
 
 pytestmark = [pytest.mark.slow, pytest.mark.amqp, pytest.mark.postgres]
@@ -43,7 +43,7 @@ def _vhosts() -> str:
 @pytest.mark.timeout(300)
 def test_only_floor_reports_sensible_figures_and_cleans_up(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVECTION_")}
+    env = clean_environ()
     done = subprocess.run(
         [
             CONVECTION,

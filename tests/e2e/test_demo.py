@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from tests.environ import clean_environ
+
 
 def _demo(tmp_path: Path, *args: str, timeout: float) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVECTION_", "OTEL_"))}
+    env = clean_environ(("CONVECTION_", "OTEL_"))
     env["COLUMNS"] = "160"
     return subprocess.run(
         [sys.executable, "-m", "convection", "demo", *args],

@@ -16,6 +16,7 @@ import aio_pika
 import pytest
 
 from contracts import topology
+from tests.faults._procs import free_port
 from tests.integration.coord_support import migrate
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "sagas" / "examples"
@@ -49,6 +50,10 @@ async def _listening(port: int, within: float = 60.0) -> None:
             return
 
 
+def _logs(folder: Path) -> str:
+    return "\n".join(p.name + ":\n" + p.read_text()[-2000:] for p in folder.glob("*.log"))
+
+
 async def _stop(procs: list[asyncio.subprocess.Process]) -> list[int | None]:
     for p in procs:
         if p.returncode is None:
@@ -71,31 +76,35 @@ async def test_examples_published_in_order_give_the_documented_outcomes(
     tmp_path: Path, fresh_amqp_url: str, fresh_pg_url: str
 ) -> None:
     await migrate(fresh_pg_url)
+    # The examples point at the simulator's default port, 6080; this simulator listens on a
+    # free one (the inputs are rewritten to it) so it never meets another test's simulator.
+    sim_port = free_port()
     env = {
         **os.environ,
         "CONVECTION_AMQP_URL": fresh_amqp_url,
         "CONVECTION_DB_URL": fresh_pg_url,
-        "CONVECTION_VIM_SIM_PORT": "6080",
+        "CONVECTION_VIM_SIM_PORT": str(sim_port),
         "CONVECTION_VIM_SIM_BOOT_SECONDS": "0.5",
         "CONVECTION_API_PORT": "0",
     }
-    # The examples' VIM account points at the simulator's default address, 127.0.0.1:6080.
     procs = await _spawn(env, tmp_path)
-    await _listening(6080)
+    await _listening(sim_port)
     connection = await aio_pika.connect_robust(fresh_amqp_url)
     try:
         channel = await connection.channel()
-        # Declared by the services at start; wait until the coordinator has done so.
+        # Declared by the services at start; wait until the coordinator consumes its queue (it
+        # declares and binds everything first), so the first StartSaga is routed.
         for _ in range(120):
             try:
                 events = await channel.get_exchange(topology.EVENTS_EXCHANGE, ensure=True)
-                await channel.get_queue(topology.COORDINATOR_SAGAS_QUEUE, ensure=True)
-                break
+                queue = await channel.declare_queue(topology.COORDINATOR_SAGAS_QUEUE, passive=True)
+                if queue.declaration_result.consumer_count:
+                    break
             except aio_pika.exceptions.ChannelClosed:
                 channel = await connection.channel()
-                await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)
         else:
-            pytest.fail("the coordinator never declared its topology")
+            pytest.fail(f"the coordinator never consumed its queue:\n{_logs(tmp_path)}")
         watch = await channel.declare_queue(exclusive=True)
         await watch.bind(events, "saga.#")
         sagas = await channel.get_exchange(topology.SAGAS_EXCHANGE)
@@ -130,7 +139,11 @@ async def test_examples_published_in_order_give_the_documented_outcomes(
                 "type": "saga.start",
                 "saga_type": saga_type,
                 "saga_id": f"example-{name}",
-                "input": json.loads((EXAMPLES / f"{name}.json").read_text()),
+                "input": json.loads(
+                    (EXAMPLES / f"{name}.json")
+                    .read_text()
+                    .replace("127.0.0.1:6080", f"127.0.0.1:{sim_port}")
+                ),
             }
             await sagas.publish(
                 aio_pika.Message(
@@ -140,12 +153,15 @@ async def test_examples_published_in_order_give_the_documented_outcomes(
                 ),
                 routing_key=topology.START_ROUTING_KEY,
             )
-            outcomes[name] = await ended(f"example-{name}")
+            try:
+                outcomes[name] = await ended(f"example-{name}")
+            except TimeoutError:
+                pytest.fail(f"example-{name} never ended:\n{_logs(tmp_path)}")
         assert outcomes == {
             "vim-account-create": "completed",
             "ns-instantiate": "completed",
             "ns-instantiate-over-quota": "compensated",
-        }, "\n".join(p.name + ":\n" + p.read_text()[-2000:] for p in tmp_path.glob("*.log"))
+        }, _logs(tmp_path)
     finally:
         await connection.close()
         codes = await _stop(procs)

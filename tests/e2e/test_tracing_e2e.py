@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
 from collections.abc import AsyncIterator
@@ -33,6 +32,7 @@ from tests.e2e.otlp_receiver import (
     ReceivedSpan,
     free_port,
 )
+from tests.environ import clean_environ
 from tests.integration.coord_support import Db, eventually, migrate, open_client, start_saga
 
 pytestmark = [pytest.mark.amqp, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(240)]
@@ -56,7 +56,7 @@ class Cluster:
 
     def env(self, module: str, **extra: str) -> dict[str, str]:
         """Return the environment of `python -m module`."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("CONVECTION_", "OTEL_"))}
+        env = clean_environ(("CONVECTION_", "OTEL_"))
         env |= {
             "OTEL_EXPORTER_OTLP_ENDPOINT": self.receiver.url,
             "OTEL_BSP_SCHEDULE_DELAY": "200",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator
@@ -25,6 +24,7 @@ from contracts.topology import (
     Topology,
 )
 from convection.transport import Delivery, MemoryBroker, Transport, open_transport
+from tests.environ import clean_environ
 from tests.unit.world import OSM_TOPOLOGY
 from vim_sim import VimSimSettings, VimSimulator
 
@@ -168,7 +168,7 @@ async def ledger(sim: VimSimulator, saga_id: str) -> list[dict[str, Any]]:
 
 def adapter_env(amqp_url: str, db_url: str, **extra: str) -> dict[str, str]:
     """Return the environment of an adapter subprocess."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVECTION_")}
+    env = clean_environ()
     env |= {"CONVECTION_AMQP_URL": amqp_url, "CONVECTION_DB_URL": db_url, **extra}
     return env
 

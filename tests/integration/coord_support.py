@@ -205,15 +205,19 @@ class Rig:
 
 
 @asynccontextmanager
-async def running_rig(amqp_url: str, pg_url: str) -> AsyncIterator[Rig]:
-    """Migrate, then run a coordinator, a participant and a client until the block ends."""
+async def running_rig(amqp_url: str, pg_url: str, **changes: Any) -> AsyncIterator[Rig]:
+    """Migrate, then run a coordinator, a participant and a client until the block ends.
+
+    `changes` override the coordinator's settings.
+    """
     await migrate(pg_url)
     client = await open_client(amqp_url)
     participant = Participant(await open_client(amqp_url))
     await participant.start()
     db = Db(pg_url)
     try:
-        async with Coordinator(settings(amqp_url, pg_url), registry=osm_registry()) as coordinator:
+        config = settings(amqp_url, pg_url, **changes)
+        async with Coordinator(config, registry=osm_registry()) as coordinator:
             yield Rig(coordinator, participant, client, db)
     finally:
         await participant.stop()

@@ -59,7 +59,9 @@ async def _drain(client: Transport, queue: str) -> dict[str, str]:
 async def test_every_bad_input_is_dead_lettered_and_good_sagas_still_run(
     urls: tuple[str, str],
 ) -> None:
-    async with running_rig(*urls) as rig:
+    # This test reads the dead-letter queues itself (tests/integration/test_dead_letters.py
+    # covers the coordinator collecting them).
+    async with running_rig(*urls, collect_dead_letters=False) as rig:
         await _bad_inputs_then_a_good_saga(rig)
 
 
@@ -171,7 +173,7 @@ async def test_duplicate_messages_change_nothing(urls: tuple[str, str]) -> None:
 async def test_a_refused_start_is_answered_with_a_rejected_lifecycle_event(
     urls: tuple[str, str],
 ) -> None:
-    async with running_rig(*urls) as rig:
+    async with running_rig(*urls, collect_dead_letters=False) as rig:
         connection = await aio_pika.connect_robust(urls[0])
         async with connection:
             channel = await connection.channel()

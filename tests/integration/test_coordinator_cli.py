@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from coordinator.store import head_revision
+from tests.environ import clean_environ
 
 pytestmark = [pytest.mark.postgres]
 
@@ -17,7 +17,7 @@ CONVECTION = str(Path(sys.executable).with_name("convection"))
 
 
 def _env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVECTION_")}
+    env = clean_environ()
     env.update(values)
     return env
 

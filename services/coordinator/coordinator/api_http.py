@@ -14,6 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 if TYPE_CHECKING:
+    from coordinator.dead_letter_ops import DeadLetterOps
     from coordinator.operations import Operations
     from sagas import Registry
 
@@ -31,6 +32,10 @@ class Backend(Protocol):
     @property
     def operations(self) -> Operations:
         """Operator verbs and queries: the API's only way to sagas."""
+
+    @property
+    def dead_letters(self) -> DeadLetterOps:
+        """List, show, replay and purge dead letters: the API's only way to them."""
 
     async def readiness(self) -> dict[str, str]:
         """Check the database, the broker and the schema: name -> "ok" or what is wrong."""

@@ -1,7 +1,8 @@
 """The routes of the HTTP API: start, list, inspect, cancel, retry, skip, stats, health.
 
-Each route reads its request, calls the coordinator's `Operations`, and answers JSON or a
-problem; none reaches into the processor, the store or the database engine.
+Each route reads its request, calls the coordinator's `Operations` (or, for dead letters in
+`coordinator.api_dead_letters`, its `dead_letters`), and answers JSON or a problem; none
+reaches into the processor, the store or the database engine.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, ConfigDict, Field
 
 from contracts.base import Identifier, Name
+from coordinator.api_dead_letters import DEAD_LETTER_ROUTES
 from coordinator.api_http import (
     ACTOR,
     COORDINATOR,
@@ -210,6 +212,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/sagas/{saga_id}/steps/{step}/skip", skip),
     ("GET", "/stats", get_stats),
     ("GET", "/saga-types", saga_types),
+    *DEAD_LETTER_ROUTES,
     ("GET", "/livez", livez),
     ("GET", "/readyz", readyz),
     ("GET", "/metrics", metrics),

@@ -38,6 +38,13 @@ class Metrics:
             ["reason"],
             registry=r,
         )
+        self.dead_letters_collected = Counter(
+            "convection_dead_letters",
+            "Dead letters collected from the dead-letter queues, by source queue and reason "
+            "(whoever rejected them: a coordinator, a participant, the broker).",
+            ["queue", "reason"],
+            registry=r,
+        )
         self.duplicates = Counter(
             "convection_coordinator_duplicates",
             "Duplicate or stale messages that changed nothing, by kind.",

@@ -12,11 +12,11 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Bad request (not JSON, bad query)",
         401: "Missing or unknown token",
         403: "The token's role may not do this",
-        404: "No such saga",
-        409: "Not possible in the saga's current state",
+        404: "No such saga, step or dead letter",
+        409: "Not possible now (the saga's current state; a dead letter replayed already)",
         413: "Body too large",
         422: "The body or input does not validate",
-        503: "Not ready",
+        503: "Not ready (or the broker failed)",
     }
     return {
         str(c): {
@@ -37,6 +37,136 @@ _REASON = {
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reason"}}},
 }
 _ACCEPTED = _json({"$ref": "#/components/schemas/Accepted"}, "Accepted")
+_DEAD_LETTER_ID = {
+    "name": "dead_letter_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "integer"},
+}
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+
+def _body(schema: str) -> dict[str, Any]:
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"required": True, "content": {"application/json": {"schema": ref}}}
+
+
+DEAD_LETTER_SCHEMAS: dict[str, Any] = {
+    "DeadLetter": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "queue": {"type": "string", "description": "the queue it died in"},
+            "reason": {"type": "string"},
+            "error": _NULLABLE_STRING,
+            "message_id": _NULLABLE_STRING,
+            "message_type": _NULLABLE_STRING,
+            "saga_id": _NULLABLE_STRING,
+            "dead_at": {"type": "string", "format": "date-time"},
+            "collected_at": {"type": "string", "format": "date-time"},
+            "replayed_at": _NULLABLE_STRING,
+            "replay_message_id": _NULLABLE_STRING,
+            "size": {"type": "integer", "description": "bytes of the body"},
+        },
+    },
+    "DeadLetterDetail": {
+        "allOf": [
+            {"$ref": "#/components/schemas/DeadLetter"},
+            {
+                "type": "object",
+                "properties": {
+                    "headers": {"type": "object"},
+                    "body": {"type": "string", "description": "when the body is UTF-8"},
+                    "body_base64": {"type": "string", "description": "when it is not"},
+                    "content_type": _NULLABLE_STRING,
+                    "replayed_by": _NULLABLE_STRING,
+                    "replay_reason": _NULLABLE_STRING,
+                },
+            },
+        ]
+    },
+    "Replay": {
+        "type": "object",
+        "required": ["reason"],
+        "additionalProperties": False,
+        "properties": {
+            "reason": {"type": "string", "minLength": 1},
+            "again": {"type": "boolean", "description": "replay one replayed before"},
+        },
+    },
+    "Purge": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "at least one selector; every given one must match",
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "integer"}},
+            "queue": {"type": "string"},
+            "reason": {"type": "string"},
+            "replayed": {"type": "boolean"},
+        },
+    },
+}
+"""The schemas of the dead-letter routes."""
+
+
+def dead_letter_paths() -> dict[str, Any]:
+    """Return the paths of the dead-letter routes."""
+    page = {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}},
+            "next_cursor": _NULLABLE_STRING,
+        },
+    }
+    replayed = {
+        "type": "object",
+        "properties": {"id": {"type": "integer"}, "replay_message_id": {"type": "string"}},
+    }
+    query = ("queue", "reason", "saga_id", "replayed", "limit", "cursor")
+    return {
+        "/dead-letters": {
+            "get": {
+                "summary": "List dead letters, newest first (unknown parameters: 400)",
+                "parameters": [
+                    {"name": n, "in": "query", "schema": {"type": "string"}} for n in query
+                ],
+                "responses": {"200": _json(page, "A page of dead letters"), **_errors(400, 401)},
+            }
+        },
+        "/dead-letters/purge": {
+            "post": {
+                "summary": "Delete the dead letters the selectors match",
+                "requestBody": _body("Purge"),
+                "responses": {
+                    "200": _json({"type": "object"}, "How many were purged"),
+                    **_errors(400, 401, 403, 413, 422),
+                },
+            }
+        },
+        "/dead-letters/{dead_letter_id}": {
+            "get": {
+                "summary": "One dead letter with its headers and body",
+                "parameters": [_DEAD_LETTER_ID],
+                "responses": {
+                    "200": _json(
+                        {"$ref": "#/components/schemas/DeadLetterDetail"}, "The dead letter"
+                    ),
+                    **_errors(401, 404),
+                },
+            }
+        },
+        "/dead-letters/{dead_letter_id}/replay": {
+            "post": {
+                "summary": "Publish it again to the queue it died in, with a new message id",
+                "parameters": [_DEAD_LETTER_ID],
+                "requestBody": _body("Replay"),
+                "responses": {
+                    "202": _json(replayed, "Replayed"),
+                    **_errors(400, 401, 403, 404, 409, 413, 422, 503),
+                },
+            }
+        },
+    }
 
 
 def document() -> dict[str, Any]:
@@ -113,6 +243,7 @@ def document() -> dict[str, Any]:
                         "history": {"type": "array", "items": {"type": "object"}},
                     },
                 },
+                **DEAD_LETTER_SCHEMAS,
             },
         },
         "security": [{"bearer": []}],
@@ -214,6 +345,7 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **dead_letter_paths(),
             "/livez": {
                 "get": {
                     "summary": "Alive",

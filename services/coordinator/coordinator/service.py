@@ -28,6 +28,8 @@ from convection.sealing import Sealer
 from convection.transport import Consumer, MemoryBroker, Transport, open_transport
 from coordinator.consumer import Handlers, database_outage
 from coordinator.core import Engine
+from coordinator.dead_letter_ops import DeadLetterOps
+from coordinator.dead_letters import DeadLetterCollector
 from coordinator.errors import StartupError
 from coordinator.failpoints import KNOWN as KNOWN_FAILPOINTS
 from coordinator.metrics import Metrics
@@ -69,9 +71,11 @@ class Coordinator:
         self._consumers: list[Consumer] = []
         self._relay: OutboxRelay | None = None
         self._timers: Timers | None = None
+        self._collector: DeadLetterCollector | None = None
         self._processor: Processor | None = None
         self._operations: Operations | None = None
         self._database = database_outage()
+        self._dead_letters: DeadLetterOps | None = None
         self._started = False
 
     @property
@@ -80,6 +84,13 @@ class Coordinator:
         if self._operations is None:
             raise RuntimeError("the coordinator is not started")
         return self._operations
+
+    @property
+    def dead_letters(self) -> DeadLetterOps:
+        """List, show, replay and purge collected dead letters (available once started)."""
+        if self._dead_letters is None:
+            raise RuntimeError("the coordinator is not started")
+        return self._dead_letters
 
     @property
     def transport(self) -> Transport:
@@ -138,7 +149,7 @@ class Coordinator:
         return None
 
     async def start(self) -> None:
-        """Check the schema, connect, and start relay, timers and consumers, in that order."""
+        """Check the schema, connect, start relay, timers, dead-letter collector and consumers."""
         s = self.settings
         self._sealer()  # refuse before connecting anything
         if self._db_engine is None:
@@ -186,9 +197,20 @@ class Coordinator:
                 batch=s.timer_batch,
                 database=self._database,
             )
+            own = topology.coordinator_topology(self.registry.services())
+            self._collector = DeadLetterCollector(
+                store=store,
+                transport=self._transport,
+                metrics=self.metrics,
+                queues=[queue.name for queue in own.queues],
+            )
+            self._dead_letters = DeadLetterOps(store, self._transport)
             await self._relay.start()
             await self._timers.start()
             handlers = Handlers(self._processor, self.metrics, database=self._database)
+            if s.collect_dead_letters:
+                await self._collector.start()
+            handlers = Handlers(self._processor, self.metrics)
             for queue, handler in (
                 (topology.COORDINATOR_SAGAS_QUEUE, handlers.on_saga_message),
                 (topology.COORDINATOR_REPLIES_QUEUE, handlers.on_reply),
@@ -208,6 +230,8 @@ class Coordinator:
         for consumer in self._consumers:
             await consumer.stop()
         self._consumers.clear()
+        if self._collector is not None:
+            await self._collector.stop()
         if self._timers is not None:
             await self._timers.stop()
         if self._relay is not None:

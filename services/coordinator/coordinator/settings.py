@@ -29,6 +29,11 @@ class CoordinatorSettings(BaseSettings):
     db_pool_size: int = Field(default=5, ge=1, le=200)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     check_schema: bool = True
+    collect_dead_letters: bool = Field(
+        default=True,
+        description="consume the dead-letter queues into the dead_letters table (false leaves "
+        "them to other tools)",
+    )
     log_level: str = "INFO"
     vault_public_key: str | None = Field(
         default=None,

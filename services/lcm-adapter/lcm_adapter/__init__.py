@@ -11,7 +11,7 @@ import asyncio
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import lcm
-from convection import Participant
+from convection import Participant, ParticipantMetrics
 from convection.transport import Transport
 from lcm_adapter.faults import FaultInjector, LcmFaults
 from lcm_adapter.handlers import LcmHandlers
@@ -28,6 +28,7 @@ async def run(
     stop: asyncio.Event | None = None,
     prefetch: int = 16,
     failpoint: str | None = None,
+    metrics: ParticipantMetrics | None = None,
     faults: LcmFaults | None = None,
     vault: str | None = None,
 ) -> None:
@@ -45,6 +46,7 @@ async def run(
         handlers=[handlers],
         prefetch=prefetch,
         failpoint=failpoint,
+        metrics=metrics,
     )
     await participant.run(stop)
 

@@ -11,6 +11,7 @@ import sys
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from convection import ParticipantMetrics
 from convection.participant_main import ParticipantSettings, main
 from convection.transport import Transport
 from lcm_adapter import SERVICE, run
@@ -24,7 +25,11 @@ class LcmSettings(ParticipantSettings):
 
 
 async def _run(
-    settings: LcmSettings, transport: Transport, engine: AsyncEngine, stop: asyncio.Event
+    settings: LcmSettings,
+    transport: Transport,
+    engine: AsyncEngine,
+    stop: asyncio.Event,
+    metrics: ParticipantMetrics,
 ) -> None:
     await run(
         transport=transport,
@@ -32,6 +37,7 @@ async def _run(
         stop=stop,
         prefetch=settings.prefetch,
         failpoint=settings.failpoint,
+        metrics=metrics,
         faults=settings.lcm_faults,
     )
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from contracts import lcm, utc_now
 from convection import StepContext, StepFailed, handles
 from convection.participant_store import create_tables
-from lcm_adapter.faults import FaultInjector
+from lcm_adapter.faults import FaultInjector, crashing
 from lcm_adapter.tables import LEDGER, METADATA, NS_RECORDS, VNF_CONFIGS
 
 
@@ -44,11 +44,17 @@ class LcmHandlers:
         self._engine = engine
         self._faults = faults or FaultInjector()
 
+    @property
+    def faults(self) -> FaultInjector:
+        """The injected failures (tests)."""
+        return self._faults
+
     async def create_tables(self) -> None:
         """Create the adapter's tables if they are missing."""
         await create_tables(self._engine, METADATA)
 
     @handles(lcm.CreateNsRecord)
+    @crashing
     async def create_ns_record(
         self, cmd: lcm.CreateNsRecord, ctx: StepContext
     ) -> lcm.NsRecordCreated:
@@ -77,6 +83,7 @@ class LcmHandlers:
         return lcm.NsRecordCreated(ns_id=cmd.ns_id)
 
     @handles(lcm.DeleteNsRecord)
+    @crashing
     async def delete_ns_record(
         self, cmd: lcm.DeleteNsRecord, ctx: StepContext
     ) -> lcm.NsRecordDeleted:
@@ -93,6 +100,7 @@ class LcmHandlers:
         return lcm.NsRecordDeleted(ns_id=cmd.ns_id, existed=existed)
 
     @handles(lcm.ConfigureVnf)
+    @crashing
     async def configure_vnf(self, cmd: lcm.ConfigureVnf, ctx: StepContext) -> lcm.VnfConfigured:
         """Apply (record) the day-1 configuration of one VNF, replacing an earlier one."""
         self._faults.check(ctx.action)
@@ -115,6 +123,7 @@ class LcmHandlers:
         return lcm.VnfConfigured(ns_id=cmd.ns_id, vnf=cmd.vnf, config_id=config_id)
 
     @handles(lcm.RemoveVnfConfig)
+    @crashing
     async def remove_vnf_config(
         self, cmd: lcm.RemoveVnfConfig, ctx: StepContext
     ) -> lcm.VnfConfigRemoved:
@@ -128,6 +137,7 @@ class LcmHandlers:
         return lcm.VnfConfigRemoved(ns_id=cmd.ns_id, vnf=cmd.vnf, existed=existed)
 
     @handles(lcm.RemoveNsConfig)
+    @crashing
     async def remove_ns_config(
         self, cmd: lcm.RemoveNsConfig, ctx: StepContext
     ) -> lcm.NsConfigRemoved:
@@ -144,6 +154,7 @@ class LcmHandlers:
         return lcm.NsConfigRemoved(ns_id=cmd.ns_id, vnfs=vnfs)
 
     @handles(lcm.SetNsState)
+    @crashing
     async def set_ns_state(self, cmd: lcm.SetNsState, ctx: StepContext) -> lcm.NsStateSet:
         """Set the NS record's operational state; report the previous one.
 

@@ -13,7 +13,7 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ro
-from convection import Participant
+from convection import Participant, ParticipantMetrics
 from convection.sealing import Vault
 from convection.transport import Transport
 from ro_adapter.connector import OpenStackConnector, VimConnector, open_connector
@@ -30,6 +30,7 @@ async def run(
     stop: asyncio.Event | None = None,
     prefetch: int = 16,
     failpoint: str | None = None,
+    metrics: ParticipantMetrics | None = None,
     poll_interval: float = 0.5,
     vault: str | None = None,
 ) -> None:
@@ -48,6 +49,7 @@ async def run(
             handlers=[handlers],
             prefetch=prefetch,
             failpoint=failpoint,
+            metrics=metrics,
         )
         await participant.run(stop)
 

@@ -7,13 +7,18 @@ import sys
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from convection import ParticipantMetrics
 from convection.participant_main import ParticipantSettings, main
 from convection.transport import Transport
 from ro_adapter import SERVICE, run
 
 
 async def _run(
-    settings: ParticipantSettings, transport: Transport, engine: AsyncEngine, stop: asyncio.Event
+    settings: ParticipantSettings,
+    transport: Transport,
+    engine: AsyncEngine,
+    stop: asyncio.Event,
+    metrics: ParticipantMetrics,
 ) -> None:
     await run(
         transport=transport,
@@ -22,6 +27,7 @@ async def _run(
         prefetch=settings.prefetch,
         failpoint=settings.failpoint,
         vault=settings.vault_key,
+        metrics=metrics,
     )
 
 

@@ -6,11 +6,13 @@ see `convection.participant` for the flow of one command.
 
 from convection.participant import AFTER_EFFECT, FAILPOINTS, Participant
 from convection.participant_api import StepContext, StepError, StepFailed, StepRetryable, handles
+from convection.participant_metrics import ParticipantMetrics
 
 __all__ = [
     "AFTER_EFFECT",
     "FAILPOINTS",
     "Participant",
+    "ParticipantMetrics",
     "StepContext",
     "StepError",
     "StepFailed",

@@ -8,6 +8,7 @@ Errors::
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,3 +110,32 @@ class Client:
     async def stats(self, window: int) -> Any:
         """Counts, rates and durations per saga type and step over a window in seconds."""
         return await self.request("GET", "/stats", params={"window": str(window)})
+
+    async def dead_letters(self, **filters: str) -> Any:
+        """One page of dead letters (queue, reason, saga_id, replayed, limit, cursor)."""
+        params = {k: v for k, v in filters.items() if v}
+        return await self.request("GET", "/dead-letters", params=params)
+
+    async def dead_letter(self, dead_letter_id: int) -> Any:
+        """One dead letter with its headers and body."""
+        return await self.request("GET", f"/dead-letters/{dead_letter_id}")
+
+    async def replay(self, dead_letter_id: int, reason: str, *, again: bool = False) -> Any:
+        """Publish a dead letter again to the queue it died in."""
+        body: dict[str, Any] = {"reason": reason}
+        if again:
+            body["again"] = True
+        return await self.request("POST", f"/dead-letters/{dead_letter_id}/replay", json=body)
+
+    async def purge(
+        self,
+        *,
+        ids: Sequence[int] = (),
+        queue: str | None = None,
+        reason: str | None = None,
+        replayed: bool | None = None,
+    ) -> Any:
+        """Delete the dead letters every given selector matches."""
+        selectors = {"ids": [*ids] or None, "queue": queue, "reason": reason, "replayed": replayed}
+        body = {k: v for k, v in selectors.items() if v is not None}
+        return await self.request("POST", "/dead-letters/purge", json=body)

@@ -31,6 +31,7 @@ from rich.live import Live
 from rich.table import Table
 
 from convection.client import ApiError, Client, Unreachable
+from convection.dead_letters_cli import register as register_dead_letters
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_UNREACHABLE, EXIT_AUTH = (
     0,
@@ -286,6 +287,8 @@ def register(app: typer.Typer) -> None:
                     live.update(frame())
             except KeyboardInterrupt:
                 return
+
+    register_dead_letters(app)
 
 
 def _stats_table(out: dict[str, Any]) -> Table:

@@ -10,8 +10,18 @@ Per delivery::
     tombstone?          a forward command whose compensation succeeded -> `failed`
                         (code already_compensated), so a late command creates nothing
     run the handler     result -> succeeded; StepFailed -> failed; anything else -> retryable
+    check the result    not the action's result model -> the delivery fails (see below)
     store, publish, ack a final outcome is stored BEFORE it is published: a crash in between
                         redelivers the command, which re-sends the stored reply
+
+A delivery that fails (the result check, the reply store, the broker) is requeued by the
+transport; at its last delivery it is dead-lettered with reason `handler_crashed` and the
+exception in `x-convection-error`, for an operator to replay once the adapter is fixed. A
+handler that returns something other than its result model is such a failure on purpose: its
+effect may have happened, so neither `failed` (no effect) nor `retryable` (run it again, with
+the same bug) would be a true reply.
+
+Every outcome is counted in `ParticipantMetrics` (`convection.participant_metrics`).
 
 Failpoint (for crash tests): `failpoint="participant.after_effect"` makes the process exit
 with `os._exit(137)` once a handler returned and before its outcome is stored: the effect
@@ -23,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -33,6 +44,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import BadMessage, Command, ErrorInfo, Progress, Reply, decode, encode, reply_to
 from contracts.topology import (
     COMMANDS_EXCHANGE,
+    HANDLER_CRASHED,
     REPLIES_EXCHANGE,
     REPLY_ROUTING_KEY,
     command_queue,
@@ -44,6 +56,7 @@ from convection.participant_api import (
     StepRetryable,
     collect_routes,
 )
+from convection.participant_metrics import ParticipantMetrics
 from convection.participant_store import ReplyStore, Slot, StoredReply
 from convection.tracing import consumer_span, inject, messaging_attributes
 from convection.transport import Consumer, Delivery, Transport
@@ -87,6 +100,7 @@ class Participant:
         prefetch: Deliveries in flight at once.
         failpoint: A name from `FAILPOINTS` to crash on purpose (tests only), or None.
         on_start: Hooks run with the database before consuming (e.g. to create tables).
+        metrics: Where its commands are counted (or give it to `serve`; a fresh one if none).
     """
 
     def __init__(
@@ -99,6 +113,7 @@ class Participant:
         prefetch: int = 16,
         failpoint: str | None = None,
         on_start: Sequence[StartHook] = (),
+        metrics: ParticipantMetrics | None = None,
     ) -> None:
         if failpoint is not None and failpoint not in FAILPOINTS:
             raise ValueError(f"unknown failpoint {failpoint!r}; known: {sorted(FAILPOINTS)}")
@@ -111,6 +126,7 @@ class Participant:
         self._failpoint = failpoint
         self._on_start = tuple(on_start)
         self._consumer: Consumer | None = None
+        self.metrics = metrics or ParticipantMetrics()
 
     @property
     def actions(self) -> list[str]:
@@ -124,10 +140,12 @@ class Participant:
         db_engine: AsyncEngine,
         prefetch: int | None = None,
         failpoint: str | None = None,
+        metrics: ParticipantMetrics | None = None,
     ) -> None:
         """Give a declared participant the transport and database it runs on."""
         if failpoint is not None and failpoint not in FAILPOINTS:
             raise ValueError(f"unknown failpoint {failpoint!r}; known: {sorted(FAILPOINTS)}")
+        self.metrics = metrics or self.metrics
         self._transport = transport
         self._engine = db_engine
         self._store = ReplyStore(db_engine, self.service)
@@ -142,9 +160,16 @@ class Participant:
         stop: asyncio.Event | None = None,
         prefetch: int | None = None,
         failpoint: str | None = None,
+        metrics: ParticipantMetrics | None = None,
     ) -> None:
         """Run on `transport` and `db_engine` until `stop` is set (or the task is cancelled)."""
-        self.bind(transport=transport, db_engine=db_engine, prefetch=prefetch, failpoint=failpoint)
+        self.bind(
+            transport=transport,
+            db_engine=db_engine,
+            prefetch=prefetch,
+            failpoint=failpoint,
+            metrics=metrics,
+        )
         await self.run(stop)
 
     async def start(self) -> None:
@@ -180,17 +205,18 @@ class Participant:
             message = decode(delivery.body)
         except BadMessage as exc:
             logger.warning("%s: dead-lettering %r: %s", self.service, delivery, exc)
-            await delivery.dead_letter(exc.reason)
+            await self._reject(delivery, "", exc.reason)
             return
         if not isinstance(message, Command) or message.service != self.service:
             reason = "wrong_message" if not isinstance(message, Command) else "wrong_service"
             logger.warning("%s: dead-lettering %r: %s", self.service, delivery, reason)
-            await delivery.dead_letter(reason)
+            await self._reject(delivery, "", reason)
             return
         route = self._routes.get(message.action)
         if route is None:
             logger.warning("%s: no handler for %r; dead-lettering", self.service, message.action)
-            await delivery.dead_letter("unknown_action")
+            # Not the wire's action as a label: a stranger's names would grow the metric.
+            await self._reject(delivery, "", "unknown_action")
             return
         try:
             payload = route.action.model_validate(message.payload)
@@ -198,6 +224,7 @@ class Participant:
             error = ErrorInfo(code="invalid_payload", message=_summary(exc))
             await self._publish(reply_to(message, "failed", error=error), final=True)
             await delivery.ack()
+            self.metrics.handled(self.service, message.action, "invalid_payload")
             return
         saga = {
             "id": message.saga_id,
@@ -218,7 +245,17 @@ class Participant:
         # own work and the reply (which carries this span's context) nest under it.
         name = f"{message.action} {'compensate' if message.compensation else 'process'}"
         with consumer_span(name, delivery.headers, attributes):
-            await self._process(delivery, message, route, payload)
+            try:
+                await self._process(delivery, message, route, payload)
+            except Exception:
+                if delivery.final_delivery:
+                    # The transport dead-letters it when this propagates.
+                    self.metrics.dead_lettered(self.service, message.action, HANDLER_CRASHED)
+                raise
+
+    async def _reject(self, delivery: Delivery, action: str, reason: str) -> None:
+        await delivery.dead_letter(reason)
+        self.metrics.dead_lettered(self.service, action, reason)
 
     async def _process(
         self, delivery: Delivery, command: Command, route: Route, payload: Any
@@ -237,8 +274,10 @@ class Participant:
                     {"code": "already_compensated", "message": f"step {key} was compensated"},
                 )
                 logger.warning("%s: forward command after its compensation; refused", where)
-            if stored is not None:
+                self.metrics.handled(self.service, command.action, "failed")
+            elif stored is not None:
                 logger.info("%s: answering from the stored %s outcome", where, stored.outcome)
+                self.metrics.handled(self.service, command.action, "duplicate")
             else:
                 stored = await self._run(where, slot, command, route, payload)
                 if stored is not None:
@@ -276,10 +315,16 @@ class Participant:
             _progress=lambda text, pct: self._progress(command, text, pct),
         )
         logger.info("%s: running %s", where, command.action)
+        began = time.perf_counter()
+
+        def ran(outcome: str) -> None:
+            self.metrics.handled(self.service, command.action, outcome, time.perf_counter() - began)
+
         try:
             result = await route.handler(payload, ctx)
         except StepFailed as exc:
             logger.info("%s: failed (%s): %s", where, exc.code, exc.message)
+            ran("failed")
             return StoredReply(
                 "failed", None, {"code": exc.code[:64], "message": exc.message[:4000]}
             )
@@ -293,9 +338,18 @@ class Participant:
             if self._failpoint == AFTER_EFFECT:
                 logger.critical("%s: failpoint %s: exiting", where, AFTER_EFFECT)
                 os._exit(137)
+            expected = route.action.RESULT
+            if not isinstance(result, expected):
+                # See the module docstring: no reply is true, so the delivery fails.
+                raise TypeError(
+                    f"the {command.action} handler returned {type(result).__name__}, "
+                    f"not {expected.__name__}"
+                )
             logger.info("%s: succeeded", where)
+            ran("succeeded")
             return StoredReply("succeeded", result.model_dump(mode="json"), None)
         logger.info("%s: retryable (%s): %s", where, error.code, error.message)
+        ran("retryable")
         await self._publish(reply_to(command, "retryable", error=error), final=False)
         return None
 

@@ -11,6 +11,8 @@ Environment (every adapter):
     CONVECTION_PREFETCH    deliveries in flight at once (default 16)
     CONVECTION_FAILPOINT   crash on purpose for tests: `participant.after_effect`
     CONVECTION_LOG_LEVEL   logging level (default INFO)
+    CONVECTION_METRICS_PORT  serve Prometheus metrics on this port (optional; see
+                           `convection.participant_metrics`)
 
 `register_adapter` adds `convection adapter <name>`: the first adapter package to register
 creates the `adapter` group and the others add to it, so the packages stay independent.
@@ -26,6 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, TypeVar
 
 import typer
+from prometheus_client import start_http_server
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
@@ -36,6 +39,7 @@ from contracts.topology import EXCHANGES, Topology, service_queue
 from convection.db import make_engine
 from convection.health import Heartbeat
 from convection.participant import FAILPOINTS
+from convection.participant_metrics import ParticipantMetrics
 from convection.sealing import Vault
 from convection.tracing import setup_logging, setup_tracing
 from convection.transport import Transport, TransportError, open_transport
@@ -57,6 +61,7 @@ class ParticipantSettings(BaseSettings):
         failpoint: A failpoint to crash on (tests only).
         log_level: Logging level name.
         health_file: A heartbeat file to touch while the broker connection is up.
+        metrics_port: A port to serve the Prometheus metrics on, if set.
     """
 
     model_config = SettingsConfigDict(env_prefix="CONVECTION_", frozen=True, extra="ignore")
@@ -69,6 +74,7 @@ class ParticipantSettings(BaseSettings):
     health_file: str | None = None
     vault_key: str | None = None
     """The vault's private key, for the services that own secrets (`convection vault keygen`)."""
+    metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
 
     @field_validator("db_url")
     @classmethod
@@ -96,8 +102,9 @@ class ParticipantSettings(BaseSettings):
 
 S = TypeVar("S", bound=ParticipantSettings)
 
-Runner = Callable[[S, Transport, AsyncEngine, asyncio.Event], Awaitable[None]]
-"""Runs an adapter's participant with its settings until the event is set."""
+Runner = Callable[[S, Transport, AsyncEngine, asyncio.Event, ParticipantMetrics], Awaitable[None]]
+"""Runs an adapter's participant with its settings until the event is set, counting into the
+metrics the process serves."""
 
 
 def load_settings(settings_type: type[S]) -> S:
@@ -128,6 +135,11 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    metrics = ParticipantMetrics()
+    exporter = None
+    if settings.metrics_port is not None:
+        exporter, _thread = start_http_server(settings.metrics_port, registry=metrics.registry)
+        logger.info("metrics on port %d", settings.metrics_port)
     # Enough connections for every delivery in flight plus the handlers' own queries.
     engine = make_engine(settings.db_url, pool_size=settings.prefetch)
     try:
@@ -137,7 +149,7 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
                 # Container health checks read this file (`convection health --file ...`).
                 beat = asyncio.create_task(Heartbeat(settings.health_file, transport.ping).run())
             try:
-                await runner(settings, transport, engine, stop)
+                await runner(settings, transport, engine, stop, metrics)
             finally:
                 if beat is not None:
                     beat.cancel()
@@ -145,6 +157,8 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
                         await beat
     finally:
         await engine.dispose()
+        if exporter is not None:
+            exporter.shutdown()
 
 
 def main(service: str, settings_type: type[S], runner: Runner[S]) -> int:

@@ -23,6 +23,7 @@ from convection.participant_main import (
     load_settings,
     serve,
 )
+from convection.participant_metrics import ParticipantMetrics
 from convection.tracing import setup_logging, setup_tracing
 from convection.transport import Transport, TransportError
 
@@ -69,7 +70,11 @@ def run_participants(references: Sequence[str]) -> int:
     tracing = setup_tracing("-".join(services))
 
     async def runner(
-        s: ParticipantSettings, transport: Transport, engine: AsyncEngine, stop: asyncio.Event
+        s: ParticipantSettings,
+        transport: Transport,
+        engine: AsyncEngine,
+        stop: asyncio.Event,
+        metrics: ParticipantMetrics,
     ) -> None:
         await asyncio.gather(
             *(
@@ -79,6 +84,7 @@ def run_participants(references: Sequence[str]) -> int:
                     stop=stop,
                     prefetch=s.prefetch,
                     failpoint=s.failpoint,
+                    metrics=metrics,
                 )
                 for p in participants
             )

@@ -12,7 +12,7 @@ import aiohttp
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import vim
-from convection import Participant
+from convection import Participant, ParticipantMetrics
 from convection.sealing import Vault
 from convection.transport import Transport
 from vim_adapter.accounts import ACCOUNTS, VimAccountHandlers
@@ -30,6 +30,7 @@ async def run(
     prefetch: int = 16,
     failpoint: str | None = None,
     vault: str | None = None,
+    metrics: ParticipantMetrics | None = None,
 ) -> None:
     """Serve the vim service's commands until `stop` is set or the task is cancelled.
 
@@ -48,6 +49,7 @@ async def run(
             handlers=[handlers],
             prefetch=prefetch,
             failpoint=failpoint,
+            metrics=metrics,
         )
         await participant.run(stop)
 

@@ -23,6 +23,7 @@ from coordinator.core import HistoryEntry, SagaState
 from coordinator.errors import ConcurrentUpdate
 from coordinator.store import queries
 from coordinator.store import tables as t
+from coordinator.store.dead_letters import DeadLetterQueries
 from coordinator.store.dialect import Dialect, translate
 from coordinator.store.locks import LockQueries
 from coordinator.store.outbox import OutboxQueries
@@ -40,7 +41,7 @@ class HistoryRow:
     entry: HistoryEntry
 
 
-class Store(OutboxQueries, LockQueries, ParkingQueries):
+class Store(OutboxQueries, LockQueries, ParkingQueries, DeadLetterQueries):
     """Reads and writes the coordinator's tables; one instance per database engine."""
 
     def __init__(self, engine: AsyncEngine) -> None:

@@ -217,3 +217,32 @@ resource_locks = Table(
     Index("ix_resource_locks_saga", "saga_id"),
 )
 """The lock queues: per resource, its holder (granted) and its waiters by position."""
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", IdType, primary_key=True, autoincrement=True),
+    # One row per dead letter however often it is collected (a redelivery of the `.dead`
+    # message, two replicas, a copy parked twice by a crash before its ack): a hash of the
+    # source queue, the message id (or the body, for a message without one) and the reason.
+    Column("dedupe_key", String(64), nullable=False, unique=True),
+    Column("queue", String(300), nullable=False),
+    Column("reason", String(200), nullable=False),
+    Column("error", Text),
+    Column("message_id", String(300)),
+    Column("message_type", String(100)),
+    Column("saga_id", String(128)),
+    Column("content_type", String(200)),
+    Column("headers", JsonType, nullable=False),
+    Column("body", LargeBinary, nullable=False),
+    Column("dead_at", UtcDateTime, nullable=False),
+    Column("collected_at", UtcDateTime, nullable=False),
+    Column("replayed_at", UtcDateTime),
+    Column("replay_message_id", String(128)),
+    Column("replayed_by", String(200)),
+    Column("replay_reason", Text),
+    Index("ix_dead_letters_dead_at", "dead_at", "id"),
+    Index("ix_dead_letters_queue_reason", "queue", "reason"),
+    Index("ix_dead_letters_saga", "saga_id"),
+)
+"""Messages collected from the dead-letter queues, with why they died; replayable."""

@@ -244,6 +244,7 @@ class AmqpTransport(Transport):
                     handler,
                     timeout=self._publish_timeout,
                     on_stopped=self._consumers.discard,
+                    delivery_limit=self._topology.delivery_limit(queue),
                 )
                 await consumer._start()
         except (TimeoutError, *CHANNEL_GONE) as exc:
@@ -270,7 +271,12 @@ class AmqpTransport(Transport):
             raise TransportError(f"basic.get on {queue!r} failed: {exc!r}") from exc
         if message is None:
             return None
-        return AmqpDelivery(message, queue=queue, transport=self)
+        return AmqpDelivery(
+            message,
+            queue=queue,
+            transport=self,
+            delivery_limit=self._topology.delivery_limit(queue),
+        )
 
     async def queue_depth(self, queue: str) -> int:
         """Count the ready messages of `queue` (a passive declaration)."""

@@ -28,7 +28,12 @@ class AmqpDelivery(Delivery):
     """A delivery from RabbitMQ, settled on the channel that delivered it."""
 
     def __init__(
-        self, message: AbstractIncomingMessage, *, queue: str, transport: Transport
+        self,
+        message: AbstractIncomingMessage,
+        *,
+        queue: str,
+        transport: Transport,
+        delivery_limit: int | None = None,
     ) -> None:
         super().__init__(
             body=message.body,
@@ -41,6 +46,7 @@ class AmqpDelivery(Delivery):
             delivery_count=delivery_count(message.headers),
             content_type=message.content_type,
             transport=transport,
+            delivery_limit=delivery_limit,
         )
         self._message = message
 
@@ -75,8 +81,10 @@ class AmqpConsumer(Consumer):
         *,
         timeout: float,
         on_stopped: Callable[[AmqpConsumer], None],
+        delivery_limit: int | None = None,
     ) -> None:
         self._transport = transport
+        self._delivery_limit = delivery_limit
         self._on_stopped = on_stopped
         self._channel = channel
         self._queue = queue
@@ -109,7 +117,12 @@ class AmqpConsumer(Consumer):
             self._in_flight.add(task)
         try:
             try:
-                delivery = AmqpDelivery(message, queue=self._queue, transport=self._transport)
+                delivery = AmqpDelivery(
+                    message,
+                    queue=self._queue,
+                    transport=self._transport,
+                    delivery_limit=self._delivery_limit,
+                )
             except Exception:
                 logger.exception("cannot decode a message from %s; requeueing", self._queue)
                 with contextlib.suppress(*CHANNEL_GONE):

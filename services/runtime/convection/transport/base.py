@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from types import TracebackType
 from typing import Self
 
-from contracts.topology import DEAD_LETTER_EXCHANGE
-from convection.transport.headers import dead_letter_headers
+from contracts.topology import DEAD_LETTER_EXCHANGE, HANDLER_CRASHED
+from convection.transport.headers import dead_letter_headers, error_text
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,8 @@ class Delivery(ABC):
         redelivered: True when the broker delivered it before (to any consumer).
         delivery_count: How often it was returned to the queue before (0 on first delivery).
         content_type: The content type, as published.
+        delivery_limit: The queue's delivery limit (None for a queue without one): once
+            `delivery_count` reaches it, returning the message makes the broker dead-letter it.
     """
 
     def __init__(
@@ -96,6 +98,7 @@ class Delivery(ABC):
         delivery_count: int,
         content_type: str | None,
         transport: Transport,
+        delivery_limit: int | None = None,
     ) -> None:
         self.body = body
         self.message_id = message_id
@@ -106,6 +109,7 @@ class Delivery(ABC):
         self.redelivered = redelivered
         self.delivery_count = delivery_count
         self.content_type = content_type
+        self.delivery_limit = delivery_limit
         self._transport = transport
         self._settled = False
 
@@ -120,6 +124,11 @@ class Delivery(ABC):
         """Whether ack, requeue or dead_letter was already called."""
         return self._settled
 
+    @property
+    def final_delivery(self) -> bool:
+        """Whether this is the last delivery: a requeue now makes the broker dead-letter it."""
+        return self.delivery_limit is not None and self.delivery_count >= self.delivery_limit
+
     async def ack(self) -> None:
         """Tell the broker the message is handled, so it is never delivered again."""
         if self._claim("ack"):
@@ -130,12 +139,14 @@ class Delivery(ABC):
         if self._claim("requeue"):
             await self._requeue()
 
-    async def dead_letter(self, reason: str) -> None:
+    async def dead_letter(self, reason: str, *, error: str | None = None) -> None:
         """Park a copy in the queue's dead-letter queue with `reason`, then ack the original.
 
-        The copy is published (confirmed) before the original is acked: a crash in
-        between leaves a duplicate in the dead-letter queue, never a loss. If the
-        publish fails, the delivery stays unsettled and the error propagates.
+        The copy carries the reason, the source queue, the original exchange and routing
+        key, the time, and `error` when given (`x-convection-error`). It is published
+        (confirmed) before the original is acked: a crash in between leaves a duplicate in
+        the dead-letter queue, never a loss. If the publish fails, the delivery stays
+        unsettled and the error propagates.
         """
         if self._settled:
             logger.warning("%r is already settled; dead_letter(%r) ignored", self, reason)
@@ -147,7 +158,14 @@ class Delivery(ABC):
             # aio-pika matches a returned message to its publish by message id, so
             # a foreign message without one gets a fresh id rather than none.
             message_id=self.message_id or uuid.uuid4().hex,
-            headers=dead_letter_headers(self.headers, reason=reason, source_queue=self.queue),
+            headers=dead_letter_headers(
+                self.headers,
+                reason=reason,
+                source_queue=self.queue,
+                exchange=self.exchange,
+                routing_key=self.routing_key,
+                error=error,
+            ),
             content_type=self.content_type or DEFAULT_CONTENT_TYPE,
         )
         if self._claim("dead_letter"):
@@ -176,22 +194,44 @@ Handler = Callable[[Delivery], Awaitable[None]]
 
 
 async def run_handler(handler: Handler, delivery: Delivery) -> Exception | None:
-    """Run `handler` on `delivery`; on an exception, log it, requeue, and return it."""
+    """Run `handler` on `delivery`; on an exception, log it, settle the delivery, return it.
+
+    A failed delivery is requeued, except its final one (see `Delivery.final_delivery`),
+    which is dead-lettered here with reason `handler_crashed` and the exception in
+    `x-convection-error`: the broker would dead-letter it on that requeue anyway, but
+    without saying why.
+    """
     try:
         await handler(delivery)
     except Exception as exc:
-        # The consumer must survive any handler bug: requeue, and let the queue's
-        # delivery limit dead-letter a message that fails every time.
+        # The consumer must survive any handler bug: the message goes back, or at its
+        # last delivery to the dead-letter queue with the reason.
+        final = delivery.final_delivery
         logger.exception(
-            "handler failed on %r (delivery %d); requeueing", delivery, delivery.delivery_count
+            "handler failed on %r (delivery %d); %s",
+            delivery,
+            delivery.delivery_count,
+            "dead-lettering it" if final else "requeueing",
         )
         if not delivery.settled:
-            try:
-                await delivery.requeue()
-            except Exception:
-                logger.exception("requeue of %r failed; the broker will redeliver it", delivery)
+            await _settle_failed(delivery, exc, final=final)
         return exc
     return None
+
+
+async def _settle_failed(delivery: Delivery, exc: Exception, *, final: bool) -> None:
+    if final:
+        try:
+            await delivery.dead_letter(HANDLER_CRASHED, error=error_text(exc))
+        except Exception:
+            # The requeue below makes the broker dead-letter it, without our reason.
+            logger.exception("dead-lettering %r failed; requeueing it", delivery)
+        else:
+            return
+    try:
+        await delivery.requeue()
+    except Exception:
+        logger.exception("requeue of %r failed; the broker will redeliver it", delivery)
 
 
 class Consumer(ABC):

@@ -13,7 +13,14 @@ from collections.abc import Mapping
 from decimal import Decimal
 from types import MappingProxyType
 
-from contracts.topology import REASON_HEADER, SOURCE_QUEUE_HEADER
+from contracts.topology import (
+    DEAD_AT_HEADER,
+    ERROR_HEADER,
+    ORIGINAL_EXCHANGE_HEADER,
+    ORIGINAL_ROUTING_KEY_HEADER,
+    REASON_HEADER,
+    SOURCE_QUEUE_HEADER,
+)
 
 DELIVERY_COUNT_HEADER = "x-delivery-count"
 """Header a quorum queue sets to the number of earlier returns of a message."""
@@ -23,10 +30,14 @@ FIRST_DEATH_QUEUE_HEADER = "x-first-death-queue"
 """Header RabbitMQ sets to the queue a message it dead-lettered came from."""
 FIRST_DEATH_EXCHANGE_HEADER = "x-first-death-exchange"
 """Header RabbitMQ sets to the exchange a message it dead-lettered was published to."""
+DEATH_HEADER = "x-death"
+"""RabbitMQ's array of tables on a message it dead-lettered: queue, reason, time, routing-keys."""
+ERROR_LIMIT = 500
+"""Characters of a crashed handler's error kept in the `x-convection-error` header."""
 
 # Headers the broker owns: a copy we publish must not carry stale values of them
 # (a quorum queue would show the old delivery count on the copy's first delivery).
-_BROKER_HEADERS = frozenset({DELIVERY_COUNT_HEADER, "x-death"})
+_BROKER_HEADERS = frozenset({DELIVERY_COUNT_HEADER, DEATH_HEADER})
 _BROKER_HEADER_PREFIXES = ("x-first-death-", "x-last-death-")
 
 
@@ -46,6 +57,11 @@ def _decode_value(value: object) -> str | None:
     return None
 
 
+def is_broker_header(key: str) -> bool:
+    """Tell whether RabbitMQ owns header `key` (delivery count, x-death, first/last death)."""
+    return key in _BROKER_HEADERS or key.startswith(_BROKER_HEADER_PREFIXES)
+
+
 def decode_headers(raw: Mapping[str, object] | None) -> Mapping[str, str]:
     """Return `raw` with values as str, plus the dead-letter headers of broker dead letters.
 
@@ -62,7 +78,42 @@ def decode_headers(raw: Mapping[str, object] | None) -> Mapping[str, str]:
         headers.setdefault(REASON_HEADER, headers[FIRST_DEATH_REASON_HEADER])
     if FIRST_DEATH_QUEUE_HEADER in headers:
         headers.setdefault(SOURCE_QUEUE_HEADER, headers[FIRST_DEATH_QUEUE_HEADER])
+    if FIRST_DEATH_EXCHANGE_HEADER in headers:
+        headers.setdefault(ORIGINAL_EXCHANGE_HEADER, headers[FIRST_DEATH_EXCHANGE_HEADER])
+    death = _first_death((raw or {}).get(DEATH_HEADER), headers.get(FIRST_DEATH_QUEUE_HEADER))
+    if death is not None:
+        keys = death.get("routing-keys")
+        first_key = _decode_value(keys[0]) if isinstance(keys, list | tuple) and keys else None
+        if first_key is not None:
+            headers.setdefault(ORIGINAL_ROUTING_KEY_HEADER, first_key)
+        when = death.get("time")
+        if isinstance(when, datetime.datetime):
+            headers.setdefault(DEAD_AT_HEADER, rfc3339(when))
     return MappingProxyType(headers)
+
+
+def _first_death(value: object, queue: str | None) -> Mapping[str, object] | None:
+    # x-death lists the most recent death first; the first death's entry names its queue.
+    if not isinstance(value, list | tuple):
+        return None
+    entries = [entry for entry in value if isinstance(entry, Mapping)]
+    for entry in entries:
+        if queue is not None and _decode_value(entry.get("queue")) == queue:
+            return entry
+    return entries[-1] if entries else None
+
+
+def rfc3339(when: datetime.datetime) -> str:
+    """Return `when` as RFC 3339 in UTC with a `Z` (a naive time is taken as UTC)."""
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=datetime.UTC)
+    text = when.astimezone(datetime.UTC).isoformat(timespec="microseconds")
+    return text.replace("+00:00", "Z")
+
+
+def error_text(exc: BaseException) -> str:
+    """Return `<ExceptionType>: <message>` of `exc`, cut to `ERROR_LIMIT` characters."""
+    return f"{type(exc).__name__}: {exc}"[:ERROR_LIMIT]
 
 
 def delivery_count(raw: Mapping[str, object] | None) -> int:
@@ -78,14 +129,33 @@ def delivery_count(raw: Mapping[str, object] | None) -> int:
 
 
 def dead_letter_headers(
-    headers: Mapping[str, str], *, reason: str, source_queue: str
+    headers: Mapping[str, str],
+    *,
+    reason: str,
+    source_queue: str,
+    exchange: str,
+    routing_key: str,
+    error: str | None = None,
 ) -> dict[str, str]:
-    """Return the headers of a dead-letter copy: the original's, with reason and source queue."""
-    copied = {
-        key: value
-        for key, value in headers.items()
-        if key not in _BROKER_HEADERS and not key.startswith(_BROKER_HEADER_PREFIXES)
-    }
+    """Return the headers of a dead-letter copy: the original's, with why, where and when.
+
+    Args:
+        headers: The original's headers.
+        reason: Why it is dead-lettered.
+        source_queue: The queue it was taken from.
+        exchange: The exchange it was published to.
+        routing_key: The routing key it was published with.
+        error: For a handler that crashed, `<ExceptionType>: <message>`.
+    """
+    copied = {key: value for key, value in headers.items() if not is_broker_header(key)}
     copied[REASON_HEADER] = reason
     copied[SOURCE_QUEUE_HEADER] = source_queue
+    copied[ORIGINAL_EXCHANGE_HEADER] = exchange
+    copied[ORIGINAL_ROUTING_KEY_HEADER] = routing_key
+    copied[DEAD_AT_HEADER] = rfc3339(datetime.datetime.now(datetime.UTC))
+    if error is not None:
+        copied[ERROR_HEADER] = error[:ERROR_LIMIT]
+    else:
+        # An earlier death's error says nothing about this one.
+        copied.pop(ERROR_HEADER, None)
     return copied

@@ -55,6 +55,7 @@ class MemoryDelivery(Delivery):
             delivery_count=message.delivery_count,
             content_type=message.content_type,
             transport=transport,
+            delivery_limit=broker._delivery_limit(queue),
         )
         self._broker = broker
         self._holder = holder

@@ -1,11 +1,12 @@
 """The state of the in-process broker: exchanges, quorum-like queues, acks, dead letters.
 
 `MemoryBroker` models what the rest of Convection relies on: direct and topic
-routing, mandatory publishing (`Unroutable`), prefetch, manual acks, requeueing
-(which sets `redelivered` and counts towards the queue's delivery limit),
-dead-lettering by the limit to `<queue>.dead` with RabbitMQ's `x-first-death-*`
-headers, and unacked deliveries returning to their queue when their holder lets
-go. Like dramatiq's StubBroker it has `join()`, for tests and the embedded demo.
+routing, the default exchange `""` (routing key = queue name), mandatory publishing
+(`Unroutable`), prefetch, manual acks, requeueing (which sets `redelivered` and counts
+towards the queue's delivery limit, as `x-delivery-count` does on a quorum queue),
+dead-lettering by the limit to `<queue>.dead` with RabbitMQ's `x-first-death-*` and
+`x-death` headers, and unacked deliveries returning to their queue when their holder
+lets go. Like dramatiq's StubBroker it has `join()`, for tests and the embedded demo.
 
 Everything here is synchronous and runs on the event loop's thread, so no lock is
 needed; `MemoryTransport` (convection.transport.memory) is its only client.
@@ -18,11 +19,13 @@ import itertools
 import logging
 from collections import deque
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Protocol
 
 from contracts.topology import DEAD_LETTER_EXCHANGE, ExchangeType, Topology
 from convection.transport.base import PublishError, TransportError, Unroutable
 from convection.transport.headers import (
+    DEATH_HEADER,
     FIRST_DEATH_EXCHANGE_HEADER,
     FIRST_DEATH_QUEUE_HEADER,
     FIRST_DEATH_REASON_HEADER,
@@ -31,6 +34,9 @@ from convection.transport.routing import routes
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_EXCHANGE = ""
+"""The exchange every queue is bound to by its own name, as in AMQP."""
+
 
 @dataclass
 class StoredMessage:
@@ -38,7 +44,7 @@ class StoredMessage:
 
     body: bytes
     message_id: str | None
-    headers: dict[str, str]
+    headers: dict[str, object]
     content_type: str | None
     exchange: str
     routing_key: str
@@ -145,6 +151,10 @@ class MemoryBroker:
         except KeyError:
             raise TransportError(f"no queue {name!r}") from None
 
+    def _delivery_limit(self, name: str) -> int | None:
+        """The delivery limit of queue `name` (None: it has none)."""
+        return self._queue(name).delivery_limit
+
     def _declare(self, topology: Topology) -> None:
         exchanges = {exchange.name: exchange.type for exchange in topology.exchanges}
         exchanges.setdefault(DEAD_LETTER_EXCHANGE, "direct")
@@ -178,6 +188,9 @@ class MemoryBroker:
             bindings.append((key, queue))
 
     def _route(self, exchange: str, routing_key: str) -> list[_Queue]:
+        if exchange == DEFAULT_EXCHANGE:
+            found = self._queues.get(routing_key)
+            return [found] if found is not None else []
         kind = self._exchanges[exchange]
         names = {q for key, q in self._bindings.get(exchange, []) if routes(kind, key, routing_key)}
         # A queue bound twice still gets one copy, as in RabbitMQ.
@@ -189,7 +202,7 @@ class MemoryBroker:
             "routing_key": message.routing_key,
             "message_id": message.message_id or "",
         }
-        if message.exchange not in self._exchanges:
+        if message.exchange not in self._exchanges and message.exchange != DEFAULT_EXCHANGE:
             raise PublishError("no such exchange", **context)
         targets = self._route(message.exchange, message.routing_key)
         if not targets and mandatory:
@@ -285,6 +298,16 @@ class MemoryBroker:
         headers.setdefault(FIRST_DEATH_REASON_HEADER, reason)
         headers.setdefault(FIRST_DEATH_QUEUE_HEADER, queue.name)
         headers.setdefault(FIRST_DEATH_EXCHANGE_HEADER, message.exchange)
+        death: dict[str, object] = {
+            "count": 1,
+            "reason": reason,
+            "queue": queue.name,
+            "time": datetime.now(UTC),
+            "exchange": message.exchange,
+            "routing-keys": [message.routing_key],
+        }
+        earlier = headers.get(DEATH_HEADER)
+        headers[DEATH_HEADER] = [death, *(earlier if isinstance(earlier, list) else [])]
         dead = StoredMessage(
             body=message.body,
             message_id=message.message_id,
