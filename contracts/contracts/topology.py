@@ -59,6 +59,9 @@ DEAD_LETTER_HEADERS = (
     DEAD_AT_HEADER,
 )
 """The headers a dead-letter copy gets, which a replay leaves out again."""
+FORGED = "forged"
+"""Dead-letter reason of a message from a broker user that may not send it."""
+
 HANDLER_CRASHED = "handler_crashed"
 """Dead-letter reason of a message whose handler raised on every delivery up to the limit."""
 

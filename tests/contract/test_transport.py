@@ -40,6 +40,7 @@ from convection.transport import (
     Delivery,
     MemoryBroker,
     PublishError,
+    TopologyMissing,
     Transport,
     TransportClosed,
     TransportError,
@@ -166,7 +167,9 @@ async def test_topology_declarations(backend: Backend, transport: Transport) -> 
     assert await transport.ping()
 
 
-async def test_publish_consume_ack_round_trips_everything(transport: Transport) -> None:
+async def test_publish_consume_ack_round_trips_everything(
+    backend: Backend, transport: Transport
+) -> None:
     inbox = Inbox()
     consumer = await transport.consume(VIM_QUEUE, inbox.ack)
     headers = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "x": "é ✓"}
@@ -195,6 +198,9 @@ async def test_publish_consume_ack_round_trips_everything(transport: Transport) 
     assert {key: delivery.headers[key] for key in headers} == headers
     assert all(isinstance(value, str) for value in delivery.headers.values())
     assert (delivery.redelivered, delivery.delivery_count, delivery.settled) == (False, 0, True)
+    # Who published it, as the broker validated it: the URL's user (guest), none in memory://.
+    assert delivery.user_id == transport.user
+    assert transport.user == ("guest" if backend.kind == "amqp" else None)
     assert await transport.get(VIM_QUEUE) is None  # acked: gone for good
 
 
@@ -620,3 +626,25 @@ def test_open_transport_chooses_by_scheme() -> None:
         open_transport("memory://", TOPOLOGY)
     with pytest.raises(ValueError, match="scheme"):
         open_transport("kafka://localhost", TOPOLOGY)
+
+
+@pytest.mark.amqp
+async def test_a_transport_that_may_not_declare_checks_the_topology_exists(
+    fresh_amqp_url: str,
+) -> None:
+    with pytest.raises(TopologyMissing, match=r"exchange 'convection\.\w+' does not exist"):
+        async with open_transport(fresh_amqp_url, TOPOLOGY, declare=False):
+            pass
+    async with open_transport(fresh_amqp_url, TOPOLOGY):
+        pass  # declared by someone who may
+    missing = Topology(exchanges=TOPOLOGY.exchanges, queues=(Queue("test.nobody-declared"),))
+    with pytest.raises(TopologyMissing, match=r"queue 'test\.nobody-declared' does not exist"):
+        async with open_transport(fresh_amqp_url, missing, declare=False):
+            pass
+    async with open_transport(fresh_amqp_url, TOPOLOGY, declare=False) as checked:
+        assert await checked.queue_depth(VIM_QUEUE) == 0
+
+
+def test_a_memory_url_names_the_user_its_messages_carry() -> None:
+    named = open_transport("memory://convection-vim@", TOPOLOGY, memory_broker=MemoryBroker())
+    assert named.user == "convection-vim"

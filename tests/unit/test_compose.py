@@ -4,11 +4,16 @@ is there, built from the one Dockerfile, with its environment, health check and 
 
 from __future__ import annotations
 
+import base64
+import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
+from coordinator.broker_setup import COORDINATOR_USER, grants, password_hash, service_user
 
 ROOT = Path(__file__).resolve().parents[2]
 CONVECTION = {
@@ -77,3 +82,44 @@ def test_adapters_reach_the_simulator_at_the_examples_address(compose: dict[str,
 def test_dockerfile_installs_the_locked_workspace() -> None:
     text = (ROOT / "Dockerfile").read_text()
     assert "uv sync --frozen --all-packages" in text
+
+
+def test_each_process_has_its_own_broker_user_with_only_its_part() -> None:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services, configs = data["services"], data["configs"]
+    definitions = json.loads(configs["rabbitmq-definitions"]["content"])
+    conf = configs["rabbitmq-conf"]["content"]
+    assert "load_definitions = /etc/rabbitmq/convection-definitions.json" in conf
+    mounted = {c["source"]: c["target"] for c in services["rabbitmq"]["configs"]}
+    assert mounted["rabbitmq-definitions"] == "/etc/rabbitmq/convection-definitions.json"
+    # The same grants as `convection broker setup`, and each hash opens with the dev password.
+    expected = {(g.user, g.configure, g.write, g.read) for g in grants(["vim", "ro", "lcm"])}
+    granted = {
+        (p["user"], p["configure"], p["write"], p["read"]) for p in definitions["permissions"]
+    }
+    assert expected <= granted
+    assert granted - expected == {("convection-admin", ".*", ".*", ".*")}
+    for user in definitions["users"]:
+        raw = base64.b64decode(user["password_hash"])
+        assert user["password_hash"] == password_hash(user["name"], raw[:4]), user["name"]
+    users = {}
+    for name in CONVECTION:
+        url = services[name]["environment"].get("CONVECTION_AMQP_URL")
+        if url:
+            users[name] = urlsplit(url).username
+    assert users == {
+        "coordinator-1": COORDINATOR_USER,
+        "coordinator-2": COORDINATOR_USER,
+        "vim-adapter": "convection-vim",
+        "ro-adapter": "convection-ro",
+        "lcm-adapter": "convection-lcm",
+    }
+    coordinator = services["coordinator-1"]["environment"]
+    assert coordinator["CONVECTION_SERVICE_USERS"] == ",".join(
+        f"{s}={service_user(s)}" for s in ("vim", "ro", "lcm")
+    )
+    for name in ("vim-adapter", "ro-adapter", "lcm-adapter"):
+        env = services[name]["environment"]
+        assert env["CONVECTION_COORDINATOR_USER"] == COORDINATOR_USER
+        assert env["CONVECTION_DECLARE_TOPOLOGY"] == "false"
+        assert services[name]["depends_on"]["coordinator-1"]["condition"] == "service_healthy"

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ErrorInfo, encode, reply_to, vim
@@ -36,12 +37,15 @@ class Handlers:
         self.fail: Exception | None = None
         self.delay = 0.0
         self.forward_results: list[object] = []
+        self.outages: list[Exception] = []
 
     @handles(vim.GetAccount)
     async def get(self, cmd: vim.GetAccount, ctx: StepContext) -> vim.AccountDetails:
         self.runs.append(ctx.idempotency_key)
         await ctx.progress("working", 50)
         await asyncio.sleep(self.delay)
+        if self.outages:
+            raise self.outages.pop()
         if self.fail is not None:
             raise self.fail
         creds = vim.VimCredentials(auth_url="http://x", username="u", password="p", project="p")
@@ -117,31 +121,37 @@ async def test_concurrent_duplicates_run_once(setup: tuple[Transport, Handlers])
 
 
 @pytest.mark.parametrize(
-    ("error", "outcome", "code"),
+    ("error", "outcome", "code", "uncertain"),
     [
         (
             StepFailed("no such account", code="unknown_vim_account"),
             "failed",
             "unknown_vim_account",
+            False,
         ),
-        (StepRetryable("later", code="busy"), "retryable", "busy"),
-        (RuntimeError("boom"), "retryable", "exception"),
+        (StepFailed("clean-up failed", code="partial", uncertain=True), "failed", "partial", True),
+        (StepRetryable("later", code="busy"), "retryable", "busy", False),
+        (StepRetryable("lost", code="timeout", uncertain=True), "retryable", "timeout", True),
+        # A bug or an unexpected error may strike after an effect: never certain.
+        (RuntimeError("boom"), "retryable", "exception", True),
     ],
 )
 async def test_exceptions_map_to_outcomes(
-    setup: tuple[Transport, Handlers], error: Exception, outcome: str, code: str
+    setup: tuple[Transport, Handlers], error: Exception, outcome: str, code: str, uncertain: bool
 ) -> None:
     transport, handlers = setup
     handlers.fail = error
     cmd = command(GET)
     await send(transport, cmd)
     reply = await next_reply(transport)
-    assert (reply.outcome, reply.error.code) == (outcome, code)
+    assert (reply.outcome, reply.error.code, reply.uncertain) == (outcome, code, uncertain)
     handlers.fail = None
     await send(transport, cmd.model_copy(update={"message_id": "again"}))
     again = await next_reply(transport)
-    # A failure is final and stored; a retryable one is not, so the retry runs the handler.
+    # A failure is final and stored (its uncertainty too); a retryable one is not, so the
+    # retry runs the handler.
     assert again.outcome == ("failed" if outcome == "failed" else "succeeded")
+    assert again.uncertain == (outcome == "failed" and uncertain)
     assert len(handlers.runs) == (1 if outcome == "failed" else 2)
 
 
@@ -249,3 +259,55 @@ async def test_reply_continues_the_commands_trace(setup: tuple[Transport, Handle
         delivery = await take(transport, REPLIES_QUEUE)
         await delivery.ack()
         assert delivery.headers["traceparent"].split("-")[1] == parent.split("-")[1]
+
+
+async def test_a_database_outage_holds_the_delivery_until_it_ends(
+    setup: tuple[Transport, Handlers],
+) -> None:
+    # The handler's database drops its connection three times, then answers: the command is
+    # kept in hand (no retryable reply, no dead letter, no delivery spent) and then succeeds.
+    transport, handlers = setup
+    handlers.outages = [
+        DBAPIError("SELECT 1", None, OSError("connection reset"), connection_invalidated=True)
+        for _ in range(3)
+    ]
+    cmd = command(GET)
+    await send(transport, cmd)
+    reply = await next_reply(transport)
+    assert reply.outcome == "succeeded", reply
+    assert handlers.runs == [cmd.idempotency_key] * 4
+    assert await transport.get(VIM_DEAD) is None
+
+
+async def test_a_command_from_another_broker_user_than_the_coordinator_is_refused(
+    engine: AsyncEngine,
+) -> None:
+    handlers = Handlers()
+    broker = MemoryBroker()
+    async with (
+        connected("memory://convection-vim@", broker) as own,
+        connected("memory://convection-coordinator@", broker) as coordinator,
+        connected("memory://intruder@", broker) as intruder,
+    ):
+        participant = Participant(
+            "vim",
+            transport=own,
+            db_engine=engine,
+            handlers=[handlers],
+            coordinator_user="convection-coordinator",
+        )
+        await participant.start()
+        try:
+            forged = command(GET)
+            await send(intruder, forged)
+            dead = await take(own, VIM_DEAD)
+            assert dead.headers[REASON_HEADER] == "forged"
+            assert dead.message_id == forged.message_id
+            genuine = command(GET)
+            await send(coordinator, genuine)
+            reply = await next_reply(own)
+            assert reply.command_id == genuine.message_id and reply.outcome == "succeeded"
+            assert reply.uncertain is False
+            assert handlers.runs == [genuine.idempotency_key], "the forged one never ran"
+        finally:
+            await participant.stop()

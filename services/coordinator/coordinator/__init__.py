@@ -16,7 +16,8 @@ from coordinator.errors import (
 )
 from coordinator.metrics import Metrics
 from coordinator.operations import Operations, SagaView, Started
-from coordinator.processor import Outcome, Processor
+from coordinator.outcome import Outcome
+from coordinator.processor import Processor
 from coordinator.service import Coordinator
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import HistoryRow, Store, check_schema, upgrade, upgrade_engine

@@ -16,7 +16,15 @@ from aiohttp import web
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from coordinator.api_http import ACTOR, COORDINATOR, Backend, Handler, guard, problem
+from coordinator.api_http import (
+    ACTOR,
+    COORDINATOR,
+    OPERATOR,
+    Backend,
+    Handler,
+    guard,
+    problem,
+)
 from coordinator.api_routes import ROUTES
 
 __all__ = ["ROUTES", "ApiServer", "ApiSettings", "Backend", "Role", "TokenSpec", "create_api"]
@@ -97,8 +105,10 @@ async def _errors_and_auth(request: web.Request, handler: Handler) -> web.Stream
                     f"role {spec.role!r} may only read; this needs a token with role 'operator'",
                 )
             request[ACTOR] = spec.name or spec.role
+            request[OPERATOR] = spec.role == "operator"
         else:
             request[ACTOR] = "loopback"
+            request[OPERATOR] = True
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:

@@ -48,6 +48,8 @@ COORDINATOR = web.AppKey("coordinator", Backend)
 """The app key of the coordinator the API serves."""
 ACTOR = web.RequestKey("actor", str)
 """Who asked: the token's name, else its role ("loopback" without tokens)."""
+OPERATOR = web.RequestKey("operator", bool)
+"""Whether who asked holds the operator role (loopback without tokens does)."""
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 """A route handler."""

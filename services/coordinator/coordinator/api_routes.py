@@ -19,6 +19,7 @@ from coordinator.api_dead_letters import DEAD_LETTER_ROUTES
 from coordinator.api_http import (
     ACTOR,
     COORDINATOR,
+    OPERATOR,
     Handler,
     errors_problem,
     json_response,
@@ -120,7 +121,9 @@ async def get_saga(request: web.Request) -> web.StreamResponse:
     view = await coord.operations.get_saga(saga_id)
     if view is None:
         return problem(404, "Not Found", f"no saga {saga_id}")
-    return json_response(saga_detail(view))
+    # The ids of the commands in flight are for operators: with them (and the broker's leave
+    # to publish replies) a reply could be forged.
+    return json_response(saga_detail(view, command_ids=request.get(OPERATOR, False)))
 
 
 async def _verb(request: web.Request, verb: str) -> web.StreamResponse:

@@ -1,4 +1,4 @@
-"""The coordinator's `convection` commands: `coordinator`, `db upgrade` and `sagas`.
+"""The coordinator's `convection` commands: `coordinator`, `db upgrade`, `sagas`, `broker setup`.
 
 Registered through the `convection.commands` entry point, so the runtime's CLI never imports
 the coordinator; the commands import what they need when they run, so `convection --help`
@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -34,6 +34,71 @@ def register(app: typer.Typer) -> None:
             raise typer.Exit(2)
         schema.upgrade(url)
         typer.echo(f"database schema at revision {schema.head_revision()}")
+
+    broker = typer.Typer(help="The RabbitMQ users and permissions.", no_args_is_help=True)
+
+    @broker.command("setup")
+    def broker_setup(
+        vhost: str = typer.Option("/", help="The virtual host to grant on (created if missing)."),
+        service: Annotated[
+            list[str] | None,
+            typer.Option(
+                "--service",
+                help="A participant service to create a user for (repeat); defaults to the "
+                "services of the saga packages a coordinator here would run.",
+            ),
+        ] = None,
+        apply: bool = typer.Option(
+            False, "--apply", help="Run the commands here (needs rabbitmqctl) instead of printing."
+        ),
+        as_definitions: bool = typer.Option(
+            False,
+            "--definitions",
+            help="Print a definitions document for the broker's load_definitions instead "
+            "(passwords from CONVECTION_BROKER_PASSWORD_<ROLE>, default the user name).",
+        ),
+    ) -> None:
+        """Print (or run) the rabbitmqctl commands that give each process its own broker user.
+
+        One user per participant service, one for the coordinators, one for clients, each
+        allowed only what it needs (docs/security.md). Passwords come from
+        CONVECTION_BROKER_PASSWORD_<ROLE>, defaulting to the user name.
+        """
+        import subprocess
+
+        from coordinator.broker_setup import (
+            definitions,
+            grants,
+            password_variable,
+            setup_script,
+        )
+
+        services = service or _saga_services()
+        if as_definitions:
+            passwords = {
+                g.user: os.environ.get(password_variable(g.user), g.user) for g in grants(services)
+            }
+            typer.echo(
+                json.dumps(definitions(services, vhost=vhost, passwords=passwords), indent=2)
+            )
+            return
+        script = setup_script(services, vhost=vhost)
+        if not apply:
+            typer.echo(script, nl=False)
+            return
+        done = subprocess.run(["sh", "-c", script], check=False)  # noqa: S603, S607
+        if done.returncode != 0:
+            typer.echo(
+                f"rabbitmqctl failed (exit {done.returncode}): run this as a user that may "
+                "manage the node (root or rabbitmq), or print the commands and run them there",
+                err=True,
+            )
+            raise typer.Exit(1)
+        typer.echo(
+            f"users for the coordinator, {', '.join(sorted(services))} and clients on {vhost}"
+        )
+
+    app.add_typer(broker, name="broker")
 
     @app.command("coordinator")
     def coordinator() -> None:
@@ -76,6 +141,17 @@ def register(app: typer.Typer) -> None:
         sys.stdout.write(render(types))
 
     app.add_typer(db, name="db")
+
+
+def _saga_services() -> list[str]:
+    from coordinator.definitions import load_registry
+    from sagas import SagaPackageError
+
+    try:
+        return list(load_registry(os.environ.get("CONVECTION_SAGAS")).services())
+    except SagaPackageError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
 
 
 def render(types: list[dict[str, Any]]) -> str:

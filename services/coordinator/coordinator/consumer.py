@@ -30,7 +30,8 @@ from coordinator.core import CancelRequested, LockGranted, message_id
 from coordinator.errors import Conflict, StoreUnavailable
 from coordinator.failpoints import AFTER_COMMIT
 from coordinator.metrics import Metrics
-from coordinator.processor import Outcome, Processor
+from coordinator.outcome import Outcome
+from coordinator.processor import Processor
 from coordinator.trace import TRACEPARENT, saga_start_span, trace_id_from
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,9 @@ class Handlers:
         # A CONSUMER span child of the adapter's span: the commands it decides are stored
         # with its context, so the next producer spans hang under it.
         with self._span(delivery, f"{msg.step} reply", saga) as span:
-            outcome = await self.database.run(lambda: self.processor.reply(msg))
+            outcome = await self.database.run(
+                lambda: self.processor.reply(msg, sender=delivery.user_id)
+            )
             if span is not None:
                 span.set_attribute("saga.reply.outcome", msg.outcome)
         await self._settle(delivery, msg.type, outcome)

@@ -23,7 +23,8 @@ from coordinator.core import (
     SagaState,
     SkipRequested,
 )
-from coordinator.processor import Outcome, Processor
+from coordinator.outcome import Outcome
+from coordinator.processor import Processor
 from coordinator.store import HistoryRow, SagaFilter, queries
 from coordinator.trace import saga_start_span
 from sagas import Registry

@@ -17,12 +17,10 @@ of kind `rejected` with a stable reason, and the consumer dead-letters the messa
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
 
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import (
     AsyncRetrying,
@@ -32,25 +30,20 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from contracts import CancelSaga, ErrorInfo, Reply, SagaStatus, StartSaga, WakeSaga
+from contracts import ErrorInfo, Reply, StartSaga
 from convection.failpoints import NONE as NO_FAILPOINTS
 from convection.failpoints import Failpoints
-from convection.sealing import seal_paths
-from coordinator import outgoing
+from coordinator import lock_table, outgoing
 from coordinator.core import (
     CommandsWithdrawn,
     Decision,
     Engine,
     Event,
     HistoryEntry,
-    LockGranted,
-    LockQueued,
-    LockRejected,
     SagaState,
     StepReplied,
     dump_event,
     load_event,
-    locks,
     message_id,
 )
 from coordinator.errors import (
@@ -62,37 +55,13 @@ from coordinator.errors import (
 )
 from coordinator.failpoints import BEFORE_COMMIT, COMPENSATING
 from coordinator.metrics import Metrics
+from coordinator.outcome import Outcome, rejected
+from coordinator.senders import Senders
+from coordinator.start_input import same_start, sealed_input
 from coordinator.store import OutboxMessage, Store
 from coordinator.trace import new_trace_id
-from sagas import secret_paths
 
 logger = logging.getLogger(__name__)
-
-OutcomeKind = Literal["applied", "ignored", "refused", "duplicate", "rejected", "skipped", "parked"]
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What handling one event came to; `reason` is the dead-letter reason when rejected."""
-
-    kind: OutcomeKind
-    saga_id: str | None = None
-    status: SagaStatus | None = None
-    reason: str = ""
-    note: str = ""
-    errors: tuple[dict[str, Any], ...] = ()
-    """For a rejected start of invalid input: the input's field errors."""
-
-
-def _masked(data: dict[str, Any], paths: Sequence[Sequence[str]]) -> dict[str, Any]:
-    # A sealed secret never equals its plaintext (nor another sealing of it): compare
-    # inputs without their secrets.
-    return seal_paths(data, paths, lambda _secret: "(secret)")
-
-
-def rejected(reason: str, note: str, errors: Sequence[dict[str, Any]] = ()) -> Outcome:
-    """Return the outcome of a message that must be dead-lettered with `reason`."""
-    return Outcome("rejected", reason=reason, note=note, errors=tuple(errors))
 
 
 @dataclass
@@ -125,8 +94,10 @@ class Processor:
         max_attempts: int = 6,
         failpoints: Failpoints = NO_FAILPOINTS,
         seal: Callable[[str], str] | None = None,
+        senders: Senders | None = None,
     ) -> None:
         self.store = store
+        self.senders = senders
         self.engine = engine
         self.metrics = metrics
         self.failpoints = failpoints
@@ -151,7 +122,7 @@ class Processor:
                 decision = self.engine.start(
                     saga_type=msg.saga_type,
                     saga_id=saga_id,
-                    input=self._sealed(msg.saga_type, msg.input),
+                    input=sealed_input(self.engine.registry, msg.saga_type, msg.input, self._seal),
                     at=u.at,
                     trace_id=trace_id or new_trace_id(),
                     requested_by=requested_by,
@@ -225,9 +196,7 @@ class Processor:
         self, u: _Unit, msg: StartSaga, existing: SagaState, trace_id: str | None
     ) -> Outcome:
         """A StartSaga for a saga id that exists: the same start again, or a conflict."""
-        saga = self.engine.registry.get(existing.saga_type, existing.definition_version)
-        stored = _masked(existing.input, secret_paths(saga.input)) if saga else existing.input
-        if existing.saga_type == msg.saga_type and stored == self._normalised(existing, msg.input):
+        if same_start(self.engine.registry, existing, msg):
             return Outcome("duplicate", existing.saga_id, existing.status, note="the saga exists")
         # Another start under a taken id: refused with a reason, and the sender hears back.
         note = (
@@ -238,23 +207,6 @@ class Processor:
         answer = outgoing.rejected_message(msg, existing.saga_id, error, u.at, trace_id)
         await self._enqueue(u, [answer])
         return rejected("conflict", note)
-
-    def _normalised(self, existing: SagaState, raw: dict[str, Any]) -> dict[str, Any] | None:
-        saga = self.engine.registry.get(existing.saga_type, existing.definition_version)
-        if saga is None:
-            return None
-        try:
-            normalised: dict[str, Any] = saga.parse_input(raw).model_dump(mode="json")
-        except ValidationError:
-            return None
-        return _masked(normalised, secret_paths(saga.input))
-
-    def _sealed(self, saga_type: str, raw: dict[str, Any]) -> dict[str, Any]:
-        # Sealed before anything is stored: no table, outbox row or log holds the secret.
-        if self._seal is None or saga_type not in self.engine.registry:
-            return raw
-        paths = secret_paths(self.engine.registry.latest(saga_type).input)
-        return seal_paths(raw, paths, self._seal) if paths else raw
 
     async def feed_parked(self, saga_id: str) -> Outcome:
         """Feed a parked saga's kept events, if this coordinator has its version now."""
@@ -268,12 +220,19 @@ class Processor:
 
         return await self._run(body)
 
-    async def reply(self, reply: Reply) -> Outcome:
-        """Feed a participant's reply to its saga; an unknown saga or step is rejected."""
+    async def reply(self, reply: Reply, *, sender: str | None = None) -> Outcome:
+        """Feed a participant's reply to its saga; an unknown saga or step is rejected.
+
+        `sender` is the broker user that published it: with `senders` set, a reply from any
+        other user than its step's service's is rejected as `forged`.
+        """
 
         def check(state: SagaState) -> Outcome | None:
-            if state.step(reply.step) is None:
+            step = state.step(reply.step)
+            if step is None:
                 return rejected("unknown_step", f"saga {reply.saga_id} has no step {reply.step!r}")
+            if self.senders is not None:
+                return self.senders.check(step.service, sender, reply)
             return None
 
         return await self.feed(
@@ -404,54 +363,9 @@ class Processor:
     async def _acquire(self, u: _Unit, state: SagaState, resources: tuple[str, ...]) -> SagaState:
         saga = self.engine.registry.get(state.saga_type, state.definition_version)
         assert saga is not None, "decide() ran, so the definition is loaded"
-        table = await self.store.lock_queues(u.conn, resources, None)
-        who = locks.Claimant(state.saga_id, state.saga_type)
-        got = locks.acquire(
-            table,
-            who,
-            resources,
-            saga.lock_policy,
-            saga.supersedes,
-            shared=state.shared,
-            queued=saga.supersede_queued,
-        )
-        await self.store.save_locks(u.conn, got.table)
-        cancels = [
-            CancelSaga(
-                message_id=message_id(h.saga_id, "superseded-by", state.saga_id, state.version),
-                saga_id=h.saga_id,
-                reason=f"superseded by {state.saga_id}",
-                requested_by=state.saga_id,
-            )
-            for h in got.cancel
-        ]
-        await self._enqueue(u, (outgoing.to_self(m) for m in cancels))
-        event: Event
-        if got.granted:
-            event = LockGranted(at=u.at)
-        elif got.rejected_by is not None:
-            event = LockRejected(at=u.at, resource=resources[0], holder=got.rejected_by.saga_id)
-        else:
-            event = LockQueued(at=u.at, waiting_for=got.waiting_for, position=got.position)
+        event, cancels = await lock_table.acquire(self.store, u.conn, saga, state, resources, u.at)
+        await self._enqueue(u, cancels)
         return await self._feed(u, state, event)
 
     async def _release(self, u: _Unit, state: SagaState) -> None:
-        if not state.resources:
-            return
-        table = await self.store.lock_queues(u.conn, state.resources, state.saga_id)
-        if not table:
-            return
-        out = locks.release(table, state.saga_id)
-        await self.store.save_locks(u.conn, out.table)
-        wakes = [
-            WakeSaga(
-                message_id=message_id(who.saga_id, "wake", state.saga_id, state.version),
-                saga_id=who.saga_id,
-                resource=",".join(sorted(r for r, q in out.table.items() if q.holds(who.saga_id)))[
-                    :300
-                ]
-                or "-",
-            )
-            for who in out.granted
-        ]
-        await self._enqueue(u, (outgoing.to_self(m) for m in wakes))
+        await self._enqueue(u, await lock_table.release(self.store, u.conn, state))

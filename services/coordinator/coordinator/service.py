@@ -34,8 +34,10 @@ from coordinator.errors import StartupError
 from coordinator.failpoints import KNOWN as KNOWN_FAILPOINTS
 from coordinator.metrics import Metrics
 from coordinator.operations import Operations, SagaView
-from coordinator.processor import Outcome, Processor
+from coordinator.outcome import Outcome
+from coordinator.processor import Processor
 from coordinator.relay import OutboxRelay
+from coordinator.senders import Senders
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import SagaFilter, Store, check_schema, queries
 from coordinator.timers import Timers
@@ -148,6 +150,25 @@ class Coordinator:
             )
         return None
 
+    def _senders(self) -> Senders | None:
+        """Return who may answer each service's steps, or None (with a warning) if unchecked."""
+        users = self.settings.service_user_map()
+        if users is None:
+            logger.warning(
+                "replies are accepted from any broker user: set CONVECTION_SERVICE_USERS "
+                "(docs/security.md)"
+            )
+            return None
+        missing = sorted(set(self.registry.services()) - set(users))
+        if missing:
+            logger.warning(
+                "CONVECTION_SERVICE_USERS names no user for %s: their replies will be refused "
+                "as forged",
+                ", ".join(missing),
+            )
+        own = self._transport.user if self._transport is not None else None
+        return Senders(users, own=own)
+
     async def start(self) -> None:
         """Check the schema, connect, start relay, timers, dead-letter collector and consumers."""
         s = self.settings
@@ -188,6 +209,7 @@ class Coordinator:
                 on_commit=self._relay.wake,
                 failpoints=failpoints,
                 seal=seal,
+                senders=self._senders(),
             )
             self._operations = Operations(self._processor, self.registry)
             self._timers = Timers(

@@ -40,6 +40,12 @@ class CoordinatorSettings(BaseSettings):
         description="the vault's public key: secrets in saga inputs are sealed with it on "
         "arrival (`convection vault keygen`); needed when a loaded saga type has secrets",
     )
+    service_users: str | None = Field(
+        default=None,
+        description="the broker user of each participant service, `vim=convection-vim,ro=...`: "
+        "a reply is accepted only from the user of its step's service (or this coordinator's "
+        "own, for replays); unset accepts replies from anyone (docs/security.md)",
+    )
     sagas: str | None = Field(
         default=None,
         description="saga packages to run: entry-point names or module:attr, comma-separated "
@@ -66,9 +72,33 @@ class CoordinatorSettings(BaseSettings):
         Failpoints(value, KNOWN)  # raises (a ValueError) naming what is wrong
         return value or None
 
+    @field_validator("service_users")
+    @classmethod
+    def _pairs(cls, value: str | None) -> str | None:
+        if value:
+            parse_service_users(value)  # raises a ValueError naming the bad pair
+        return value or None
+
+    def service_user_map(self) -> dict[str, str] | None:
+        """Return the broker user of each service, or None when replies are not checked."""
+        return parse_service_users(self.service_users) if self.service_users else None
+
     @field_validator("db_url")
     @classmethod
     def _db_scheme(cls, value: str) -> str:
         if not value.startswith(("postgresql", "postgres", "sqlite")):
             raise ValueError("must be a postgresql:// or sqlite:// URL")
         return value
+
+
+def parse_service_users(text: str) -> dict[str, str]:
+    """Parse `service=user,service=user` into a mapping; raise ValueError on a bad pair."""
+    users: dict[str, str] = {}
+    for pair in text.split(","):
+        service, sep, user = pair.strip().partition("=")
+        if not sep or not service.strip() or not user.strip():
+            raise ValueError(f"{pair.strip()!r} is not service=user")
+        if service.strip() in users:
+            raise ValueError(f"service {service.strip()!r} is given twice")
+        users[service.strip()] = user.strip()
+    return users

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from coordinator.core import StepState
+    from coordinator.core import HistoryEntry, StepState
     from coordinator.operations import SagaView
 
 
@@ -43,8 +43,11 @@ def step_view(step: StepState) -> dict[str, Any]:
     }
 
 
-def saga_detail(view: SagaView) -> dict[str, Any]:
-    """One saga with its steps, history, trace id, and what it waits for if pending."""
+def saga_detail(view: SagaView, *, command_ids: bool = True) -> dict[str, Any]:
+    """One saga with its steps, history, trace id, and what it waits for if pending.
+
+    `command_ids=False` leaves the commands' message ids out of the history (for readers).
+    """
     s = view.state
     return {
         "saga_id": s.saga_id,
@@ -66,5 +69,12 @@ def saga_detail(view: SagaView) -> dict[str, Any]:
         "shared_resources": list(s.shared),
         "input": s.input,
         "steps": [step_view(step) for step in s.steps],
-        "history": [{"id": row.id, **row.entry.model_dump(mode="json")} for row in view.history],
+        "history": [_entry(row.id, row.entry, command_ids) for row in view.history],
     }
+
+
+def _entry(row_id: int, entry: HistoryEntry, command_ids: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {"id": row_id, **entry.model_dump(mode="json")}
+    if not command_ids and isinstance(data.get("detail"), dict):
+        data["detail"] = {k: v for k, v in data["detail"].items() if k != "command_id"}
+    return data

@@ -28,6 +28,7 @@ async def run(
     stop: asyncio.Event | None = None,
     prefetch: int = 16,
     failpoint: str | None = None,
+    coordinator_user: str | None = None,
     metrics: ParticipantMetrics | None = None,
     faults: LcmFaults | None = None,
     vault: str | None = None,
@@ -46,6 +47,7 @@ async def run(
         handlers=[handlers],
         prefetch=prefetch,
         failpoint=failpoint,
+        coordinator_user=coordinator_user,
         metrics=metrics,
     )
     await participant.run(stop)

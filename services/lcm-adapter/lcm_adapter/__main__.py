@@ -37,6 +37,7 @@ async def _run(
         stop=stop,
         prefetch=settings.prefetch,
         failpoint=settings.failpoint,
+        coordinator_user=settings.coordinator_user,
         metrics=metrics,
         faults=settings.lcm_faults,
     )

@@ -26,6 +26,7 @@ async def _run(
         stop=stop,
         prefetch=settings.prefetch,
         failpoint=settings.failpoint,
+        coordinator_user=settings.coordinator_user,
         vault=settings.vault_key,
         metrics=metrics,
     )

@@ -5,10 +5,13 @@ Dialect quirks live here and only here, so the rest of the code is the same on b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
+import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -25,6 +28,52 @@ def normalise_url(url: str) -> str:
     elif parsed.drivername == "sqlite":
         parsed = parsed.set(drivername="sqlite+aiosqlite")
     return parsed.render_as_string(hide_password=False)
+
+
+_CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+# serialization failure, deadlock, lock not available
+_UNAVAILABLE_PREFIXES = ("08", "57P", "53300")
+# connection exceptions; operator intervention (admin shutdown, crash shutdown, cannot connect);
+# too many connections
+
+DatabaseTrouble = Literal["unavailable", "conflict"]
+"""What a driver error says about the database rather than about the work."""
+
+
+def trouble(exc: BaseException) -> DatabaseTrouble | None:
+    """Return whether `exc` means the database is unreachable or the transaction collided.
+
+    None means the error is about the statement or the data (a bug, a constraint), which
+    trying again in the same way would not cure.
+    """
+    if isinstance(exc, OSError | ConnectionError | PoolTimeout):
+        return "unavailable"
+    if isinstance(exc, asyncpg.exceptions.ConnectionDoesNotExistError):
+        return "unavailable"
+    if not isinstance(exc, DBAPIError):
+        return None
+    orig = exc.orig
+    code = sqlstate(exc)
+    if code in _CONFLICT_SQLSTATES:
+        return "conflict"
+    if exc.connection_invalidated or (code is not None and code.startswith(_UNAVAILABLE_PREFIXES)):
+        return "unavailable"
+    if "database is locked" in str(orig):
+        # SQLite: another process held the write lock longer than busy_timeout.
+        return "conflict"
+    if isinstance(exc, InterfaceError) and code is None:
+        # asyncpg: the connection closed in the middle of an operation.
+        return "unavailable"
+    return None
+
+
+def sqlstate(exc: DBAPIError) -> str | None:
+    """Return the SQLSTATE of a driver error, when the driver gave one."""
+    orig = exc.orig
+    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
+    if code is None and orig is not None:
+        code = getattr(orig.__cause__, "sqlstate", None)
+    return code if isinstance(code, str) else None
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

@@ -7,7 +7,7 @@ exponential backoff, until the dependency answers. Every handler of the process 
 the outage waits the same way, so the consumer's prefetch window fills and no new work is
 taken meanwhile; the first success resumes them all. The outage is visible (`down_since`,
 `reason`, for readiness) and logged once when it starts, then at most every `log_every`
-seconds, then once when it ends.
+seconds, then once when it ends; `on_change` hears each start and end (e.g. for a gauge).
 """
 
 from __future__ import annotations
@@ -36,8 +36,10 @@ class Outage:
         initial: float = 0.2,
         maximum: float = 15.0,
         log_every: float = 30.0,
+        on_change: Callable[[bool], None] | None = None,
     ) -> None:
         self.dependency = dependency
+        self._on_change = on_change
         self._is_down = is_down
         self._initial = initial
         self._maximum = maximum
@@ -83,6 +85,8 @@ class Outage:
         if self.down_since is None:
             self.down_since = datetime.now(UTC)
             self._logged_at = now
+            if self._on_change is not None:
+                self._on_change(True)
             logger.warning(
                 "%s unavailable (%s): keeping the messages in hand and retrying with backoff",
                 self.dependency,
@@ -112,3 +116,5 @@ class Outage:
         self.down_since = None
         self.reason = ""
         self.failures = 0
+        if self._on_change is not None:
+            self._on_change(False)

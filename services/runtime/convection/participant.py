@@ -3,19 +3,28 @@
 Per delivery::
 
     decode              BadMessage -> dead letter with its reason
-    check               not a command / other service / unknown action -> dead letter
+    check               not from the coordinator's broker user -> dead letter `forged`;
+                        not a command / other service / unknown action -> dead letter
     validate payload    invalid -> reply `failed` (code invalid_payload), ack
     claim the key       serialise work on one idempotency key (see participant_store)
     stored outcome?     -> re-send it, addressed to this command, without running the handler
     tombstone?          a forward command whose compensation succeeded -> `failed`
                         (code already_compensated), so a late command creates nothing
-    run the handler     result -> succeeded; StepFailed -> failed; anything else -> retryable
+    run the handler     result -> succeeded; StepFailed -> failed; StepRetryable -> retryable;
+                        any other exception -> retryable and uncertain (it may have had an
+                        effect); a StepError raised with uncertain=True keeps that flag, so the
+                        coordinator compensates the step if it never succeeds
     check the result    not the action's result model -> the delivery fails (see below)
     store, publish, ack a final outcome is stored BEFORE it is published: a crash in between
                         redelivers the command, which re-sends the stored reply
 
-A delivery that fails (the result check, the reply store, the broker) is requeued by the
-transport; at its last delivery it is dead-lettered with reason `handler_crashed` and the
+The participant's own database unreachable (or a handler failing on it) is not the command's
+fault: the delivery is kept and the whole of it tried again in place, with backoff, until the
+database answers (`convection.outage`); the prefetch window then fills and no new work is
+taken meanwhile.
+
+A delivery that fails otherwise (the result check, the reply store, the broker) is requeued by
+the transport; at its last delivery it is dead-lettered with reason `handler_crashed` and the
 exception in `x-convection-error`, for an operator to replay once the adapter is fixed. A
 handler that returns something other than its result model is such a failure on purpose: its
 effect may have happened, so neither `failed` (no effect) nor `retryable` (run it again, with
@@ -34,7 +43,6 @@ import asyncio
 import logging
 import os
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
@@ -44,19 +52,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from contracts import BadMessage, Command, ErrorInfo, Progress, Reply, decode, encode, reply_to
 from contracts.topology import (
     COMMANDS_EXCHANGE,
+    FORGED,
     HANDLER_CRASHED,
     REPLIES_EXCHANGE,
     REPLY_ROUTING_KEY,
     command_queue,
 )
+from convection.db import trouble
+from convection.outage import Outage
 from convection.participant_api import (
     Route,
     StepContext,
-    StepFailed,
     StepRetryable,
     collect_routes,
 )
 from convection.participant_metrics import ParticipantMetrics
+from convection.participant_replies import (
+    answer_to,
+    as_reply,
+    final_reply_id,
+    validation_summary,
+)
 from convection.participant_store import ReplyStore, Slot, StoredReply
 from convection.tracing import consumer_span, inject, messaging_attributes
 from convection.transport import Consumer, Delivery, Transport
@@ -69,17 +85,7 @@ AFTER_EFFECT = "participant.after_effect"
 FAILPOINTS = frozenset({AFTER_EFFECT})
 """The failpoints a participant knows."""
 
-_REPLY_NAMESPACE = uuid.UUID("6f1d4c4e-2b7a-4c57-9a53-2f0b4d1f7a10")
-
-
-def final_reply_id(command_id: str) -> str:
-    """Return the message id of the final reply to `command_id`: the same on every re-send.
-
-    A re-sent reply (redelivery, duplicate command) then carries the id of the first, so the
-    coordinator's inbox drops it as a duplicate.
-    """
-    return uuid.uuid5(_REPLY_NAMESPACE, f"{command_id}/final").hex
-
+__all__ = ["FAILPOINTS", "Participant", "StartHook", "final_reply_id"]
 
 StartHook = Callable[[AsyncEngine], Awaitable[None]]
 """Runs once before consuming, with the participant's database (e.g. to create its tables)."""
@@ -101,6 +107,8 @@ class Participant:
         failpoint: A name from `FAILPOINTS` to crash on purpose (tests only), or None.
         on_start: Hooks run with the database before consuming (e.g. to create tables).
         metrics: Where its commands are counted (or give it to `serve`; a fresh one if none).
+        coordinator_user: The broker user commands must come from (`Delivery.user_id`); a
+            command from anyone else is dead-lettered as `forged`. None accepts any sender.
     """
 
     def __init__(
@@ -114,10 +122,12 @@ class Participant:
         failpoint: str | None = None,
         on_start: Sequence[StartHook] = (),
         metrics: ParticipantMetrics | None = None,
+        coordinator_user: str | None = None,
     ) -> None:
         if failpoint is not None and failpoint not in FAILPOINTS:
             raise ValueError(f"unknown failpoint {failpoint!r}; known: {sorted(FAILPOINTS)}")
         self.service = service
+        self.coordinator_user = coordinator_user
         self._routes = collect_routes(service, list(handlers))
         self._transport = transport
         self._engine = db_engine
@@ -127,6 +137,12 @@ class Participant:
         self._on_start = tuple(on_start)
         self._consumer: Consumer | None = None
         self.metrics = metrics or ParticipantMetrics()
+        self.database = Outage(
+            f"{service}'s database",
+            lambda exc: trouble(exc) is not None,
+            on_change=lambda down: self.metrics.dependency_down(service, "database", down),
+        )
+        """The state of this participant's database, ridden out by every delivery."""
 
     @property
     def actions(self) -> list[str]:
@@ -141,8 +157,10 @@ class Participant:
         prefetch: int | None = None,
         failpoint: str | None = None,
         metrics: ParticipantMetrics | None = None,
+        coordinator_user: str | None = None,
     ) -> None:
         """Give a declared participant the transport and database it runs on."""
+        self.coordinator_user = coordinator_user or self.coordinator_user
         if failpoint is not None and failpoint not in FAILPOINTS:
             raise ValueError(f"unknown failpoint {failpoint!r}; known: {sorted(FAILPOINTS)}")
         self.metrics = metrics or self.metrics
@@ -161,6 +179,7 @@ class Participant:
         prefetch: int | None = None,
         failpoint: str | None = None,
         metrics: ParticipantMetrics | None = None,
+        coordinator_user: str | None = None,
     ) -> None:
         """Run on `transport` and `db_engine` until `stop` is set (or the task is cancelled)."""
         self.bind(
@@ -169,6 +188,7 @@ class Participant:
             prefetch=prefetch,
             failpoint=failpoint,
             metrics=metrics,
+            coordinator_user=coordinator_user,
         )
         await self.run(stop)
 
@@ -207,6 +227,18 @@ class Participant:
             logger.warning("%s: dead-lettering %r: %s", self.service, delivery, exc)
             await self._reject(delivery, "", exc.reason)
             return
+        if self.coordinator_user is not None and delivery.user_id != self.coordinator_user:
+            # Anyone who may publish is not the coordinator: a forged command would change
+            # the world with no saga to undo it.
+            logger.warning(
+                "%s: dead-lettering %r: sent by broker user %r, not the coordinator's %r",
+                self.service,
+                delivery,
+                delivery.user_id,
+                self.coordinator_user,
+            )
+            await self._reject(delivery, "", FORGED)
+            return
         if not isinstance(message, Command) or message.service != self.service:
             reason = "wrong_message" if not isinstance(message, Command) else "wrong_service"
             logger.warning("%s: dead-lettering %r: %s", self.service, delivery, reason)
@@ -221,7 +253,7 @@ class Participant:
         try:
             payload = route.action.model_validate(message.payload)
         except ValidationError as exc:
-            error = ErrorInfo(code="invalid_payload", message=_summary(exc))
+            error = ErrorInfo(code="invalid_payload", message=validation_summary(exc))
             await self._publish(reply_to(message, "failed", error=error), final=True)
             await delivery.ack()
             self.metrics.handled(self.service, message.action, "invalid_payload")
@@ -246,7 +278,7 @@ class Participant:
         name = f"{message.action} {'compensate' if message.compensation else 'process'}"
         with consumer_span(name, delivery.headers, attributes):
             try:
-                await self._process(delivery, message, route, payload)
+                await self.database.run(lambda: self._process(delivery, message, route, payload))
             except Exception:
                 if delivery.final_delivery:
                     # The transport dead-letters it when this propagates.
@@ -289,7 +321,7 @@ class Participant:
                         step=command.step,
                     )
         if stored is not None:
-            await self._publish(_as_reply(command, stored), final=True)
+            await self._publish(as_reply(command, stored), final=True)
         await delivery.ack()
 
     async def _run(
@@ -300,20 +332,7 @@ class Participant:
         if command.compensation and command.undoes_key:
             done = await slot.lookup(command.undoes_key)
             forward = done.result if done is not None and done.outcome == "succeeded" else None
-        ctx = StepContext(
-            saga_id=command.saga_id,
-            saga_type=command.saga_type,
-            step=command.step,
-            attempt=command.attempt,
-            compensation=command.compensation,
-            idempotency_key=command.idempotency_key,
-            undoes_key=command.undoes_key,
-            deadline=command.deadline,
-            forward_result=forward,
-            command_id=command.message_id,
-            action=command.action,
-            _progress=lambda text, pct: self._progress(command, text, pct),
-        )
+        ctx = StepContext.of(command, forward, lambda text, pct: self._progress(command, text, pct))
         logger.info("%s: running %s", where, command.action)
         began = time.perf_counter()
 
@@ -322,18 +341,16 @@ class Participant:
 
         try:
             result = await route.handler(payload, ctx)
-        except StepFailed as exc:
-            logger.info("%s: failed (%s): %s", where, exc.code, exc.message)
-            ran("failed")
-            return StoredReply(
-                "failed", None, {"code": exc.code[:64], "message": exc.message[:4000]}
-            )
-        except StepRetryable as exc:
-            error = ErrorInfo(code=exc.code[:64], message=exc.message[:4000])
         except Exception as exc:
-            # A handler bug or an unexpected driver error: transient until proven otherwise.
-            logger.exception("%s: handler raised; replying retryable", where)
-            error = ErrorInfo(code="exception", message=f"{type(exc).__name__}: {exc}"[:4000])
+            if trouble(exc) is not None:
+                raise  # the database, not the command: ridden out in place (see handle)
+            answer = answer_to(exc)
+            if answer.outcome == "failed":
+                logger.info("%s: failed%s: %s", where, answer.describe(), answer.error.message)
+                ran("failed")
+                return answer.stored()
+            if not isinstance(exc, StepRetryable):
+                logger.exception("%s: handler raised; replying retryable (uncertain)", where)
         else:
             if self._failpoint == AFTER_EFFECT:
                 logger.critical("%s: failpoint %s: exiting", where, AFTER_EFFECT)
@@ -348,9 +365,10 @@ class Participant:
             logger.info("%s: succeeded", where)
             ran("succeeded")
             return StoredReply("succeeded", result.model_dump(mode="json"), None)
-        logger.info("%s: retryable (%s): %s", where, error.code, error.message)
+        logger.info("%s: retryable%s: %s", where, answer.describe(), answer.error.message)
         ran("retryable")
-        await self._publish(reply_to(command, "retryable", error=error), final=False)
+        reply = reply_to(command, "retryable", error=answer.error, uncertain=answer.uncertain)
+        await self._publish(reply, final=False)
         return None
 
     async def _progress(self, command: Command, message: str, percent: float | None) -> None:
@@ -370,17 +388,3 @@ class Participant:
             message_id=reply.message_id,
             headers=headers,
         )
-
-
-def _as_reply(command: Command, stored: StoredReply) -> Reply:
-    if stored.outcome == "succeeded":
-        return reply_to(command, "succeeded", result=stored.result or {})
-    return reply_to(command, "failed", error=ErrorInfo.model_validate(stored.error))
-
-
-def _summary(exc: ValidationError) -> str:
-    parts = [
-        f"{'.'.join(str(p) for p in err['loc']) or '(payload)'}: {err['msg']}"
-        for err in exc.errors(include_url=False)[:10]
-    ]
-    return "; ".join(parts)[:4000]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar
 
-from contracts import Action, Result
+from contracts import Action, Command, Result
 from contracts.base import JsonObject
 
 HANDLES_ATTRIBUTE = "__convection_handles__"
@@ -152,3 +152,23 @@ class StepContext:
     async def progress(self, message: str, percent: float | None = None) -> None:
         """Publish a `progress` reply: a heartbeat that extends the step's deadline."""
         await self._progress(message, percent)
+
+    @classmethod
+    def of(
+        cls, command: Command, forward_result: JsonObject | None, progress: ProgressSink
+    ) -> StepContext:
+        """Return the context of `command`, reporting progress through `progress`."""
+        return cls(
+            saga_id=command.saga_id,
+            saga_type=command.saga_type,
+            step=command.step,
+            attempt=command.attempt,
+            compensation=command.compensation,
+            idempotency_key=command.idempotency_key,
+            undoes_key=command.undoes_key,
+            deadline=command.deadline,
+            forward_result=forward_result,
+            command_id=command.message_id,
+            action=command.action,
+            _progress=progress,
+        )

@@ -13,6 +13,10 @@ Environment (every adapter):
     CONVECTION_LOG_LEVEL   logging level (default INFO)
     CONVECTION_METRICS_PORT  serve Prometheus metrics on this port (optional; see
                            `convection.participant_metrics`)
+    CONVECTION_COORDINATOR_USER  accept commands only from this broker user (see
+                           docs/security.md); unset accepts any sender
+    CONVECTION_DECLARE_TOPOLOGY  false: declare nothing, only check that the queues and
+                           exchanges exist (a broker user without configure permission)
 
 `register_adapter` adds `convection adapter <name>`: the first adapter package to register
 creates the `adapter` group and the others add to it, so the packages stay independent.
@@ -62,6 +66,8 @@ class ParticipantSettings(BaseSettings):
         log_level: Logging level name.
         health_file: A heartbeat file to touch while the broker connection is up.
         metrics_port: A port to serve the Prometheus metrics on, if set.
+        coordinator_user: The broker user whose commands are accepted (None: anyone's).
+        declare_topology: Declare the queues and exchanges (False: only check them).
     """
 
     model_config = SettingsConfigDict(env_prefix="CONVECTION_", frozen=True, extra="ignore")
@@ -75,6 +81,8 @@ class ParticipantSettings(BaseSettings):
     vault_key: str | None = None
     """The vault's private key, for the services that own secrets (`convection vault keygen`)."""
     metrics_port: Annotated[int, Field(ge=1, le=65535)] | None = None
+    coordinator_user: Annotated[str, Field(min_length=1, max_length=255)] | None = None
+    declare_topology: bool = True
 
     @field_validator("db_url")
     @classmethod
@@ -143,7 +151,14 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
     # Enough connections for every delivery in flight plus the handlers' own queries.
     engine = make_engine(settings.db_url, pool_size=settings.prefetch)
     try:
-        async with open_transport(settings.amqp_url, topology_of(services)) as transport:
+        topology = topology_of(services)
+        declare = settings.declare_topology
+        if settings.coordinator_user is None:
+            logger.warning(
+                "commands are accepted from any broker user: set CONVECTION_COORDINATOR_USER "
+                "(docs/security.md)"
+            )
+        async with open_transport(settings.amqp_url, topology, declare=declare) as transport:
             beat = None
             if settings.health_file:
                 # Container health checks read this file (`convection health --file ...`).

@@ -12,7 +12,7 @@ passes them one, and serves its registry on `CONVECTION_METRICS_PORT`
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 OUTCOMES = ("succeeded", "failed", "retryable", "duplicate", "invalid_payload", "dead_lettered")
 """The outcomes a command is counted under."""
@@ -45,6 +45,12 @@ class ParticipantMetrics:
             ["service", "reason"],
             registry=r,
         )
+        self.down = Gauge(
+            "convection_participant_dependency_down",
+            "1 while a dependency (the database) is unreachable and deliveries are held.",
+            ["service", "dependency"],
+            registry=r,
+        )
 
     def handled(
         self, service: str, action: str, outcome: str, seconds: float | None = None
@@ -58,3 +64,7 @@ class ParticipantMetrics:
         """Count a command dead-lettered with `reason` (action "" when it names none known)."""
         self.handled(service, action, "dead_lettered")
         self.dead_letters.labels(service, reason).inc()
+
+    def dependency_down(self, service: str, dependency: str, down: bool) -> None:
+        """Record that `dependency` went down (deliveries held) or came back."""
+        self.down.labels(service, dependency).set(1 if down else 0)

@@ -84,6 +84,7 @@ def run_participants(references: Sequence[str]) -> int:
                     stop=stop,
                     prefetch=s.prefetch,
                     failpoint=s.failpoint,
+                    coordinator_user=s.coordinator_user,
                     metrics=metrics,
                 )
                 for p in participants

@@ -22,9 +22,10 @@ import asyncpg
 from sqlalchemy import Select, Table, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from convection.db import sqlstate, trouble
 from coordinator.errors import Conflict, StoreError, StoreUnavailable
 
 logger = logging.getLogger(__name__)
@@ -33,10 +34,6 @@ NOTIFY_CHANNEL = "convection_outbox"
 """The PostgreSQL channel on which a commit with outbox rows wakes every relay."""
 
 _QUEUES_LOCK = 0x636F6E766C6F636B  # "convlock": the resource lock queues' advisory lock
-_CONFLICT_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
-# serialization failure, deadlock, lock not available
-_UNAVAILABLE_PREFIXES = ("08", "57P")
-# connection exceptions; operator intervention (admin shutdown, crash shutdown, cannot connect)
 
 
 class Dialect:
@@ -135,25 +132,16 @@ def translate(exc: BaseException) -> StoreError | None:
     """
     if isinstance(exc, StoreError):
         return exc
-    if isinstance(exc, OSError | ConnectionError | asyncpg.exceptions.ConnectionDoesNotExistError):
-        return StoreUnavailable(f"the database is unreachable: {exc}")
-    if not isinstance(exc, DBAPIError):
+    kind = trouble(exc)
+    if kind is None:
         return None
-    orig = exc.orig
-    code = getattr(orig, "pgcode", None) or getattr(orig, "sqlstate", None)
-    if code is None and orig is not None:
-        code = getattr(orig.__cause__, "sqlstate", None)
-    if code in _CONFLICT_SQLSTATES:
-        return Conflict(f"the transaction collided with another ({code}): {orig}")
-    if exc.connection_invalidated or (code is not None and code.startswith(_UNAVAILABLE_PREFIXES)):
-        return StoreUnavailable(f"the database connection failed ({code}): {orig}")
-    if "database is locked" in str(orig):
-        # SQLite: another process held the write lock longer than busy_timeout.
-        return Conflict(f"the SQLite database is locked: {orig}")
-    if isinstance(exc, InterfaceError) and code is None:
-        # asyncpg: the connection closed in the middle of an operation.
-        return StoreUnavailable(f"the database connection failed: {orig}")
-    return None
+    detail = exc.orig if isinstance(exc, DBAPIError) else exc
+    code = sqlstate(exc) if isinstance(exc, DBAPIError) else None
+    if kind == "conflict":
+        return Conflict(f"the transaction collided with another ({code}): {detail}")
+    return StoreUnavailable(
+        f"the database is unreachable ({code or type(detail).__name__}): {detail}"
+    )
 
 
 def asyncpg_dsn(url: str) -> str:

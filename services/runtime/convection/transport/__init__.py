@@ -5,6 +5,7 @@ Pick one by URL with `open_transport`; both pass the same contract suite
 """
 
 from convection.transport.amqp import AmqpTransport
+from convection.transport.amqp_topology import TopologyMissing
 from convection.transport.base import (
     Consumer,
     Delivery,
@@ -30,6 +31,7 @@ __all__ = [
     "PublishError",
     "PublishNacked",
     "PublishTimeout",
+    "TopologyMissing",
     "Transport",
     "TransportClosed",
     "TransportError",

@@ -40,7 +40,7 @@ from yarl import URL
 
 from contracts.topology import Topology
 from convection.transport.amqp_consumer import CHANNEL_GONE, AmqpConsumer, AmqpDelivery
-from convection.transport.amqp_topology import declare_topology
+from convection.transport.amqp_topology import TopologyMissing, check_topology, declare_topology
 from convection.transport.base import (
     DEFAULT_CONTENT_TYPE,
     Consumer,
@@ -94,6 +94,7 @@ class AmqpTransport(Transport):
         publish_attempts: int = 3,
         connect_timeout: float = 10.0,
         heartbeat: int = HEARTBEAT_SECONDS,
+        declare: bool = True,
     ) -> None:
         if publish_attempts < 1:
             raise ValueError("publish_attempts must be at least 1")
@@ -103,6 +104,9 @@ class AmqpTransport(Transport):
         self._publish_attempts = publish_attempts
         self._connect_timeout = connect_timeout
         self._heartbeat = heartbeat
+        self._declare = declare
+        # RabbitMQ validates user_id against the connection's user: the URL's, or guest.
+        self.user = URL(url).user or "guest"
         self._connection: AbstractRobustConnection | None = None
         self._publisher: AbstractRobustChannel | None = None
         self._declarer: AbstractRobustChannel | None = None
@@ -130,7 +134,14 @@ class AmqpTransport(Transport):
                 self._getter = await self._connection.channel(publisher_confirms=False)
             assert self._declarer is not None
             async with asyncio.timeout(self._connect_timeout):
-                await declare_topology(self._declarer, self._topology)
+                if self._declare:
+                    await declare_topology(self._declarer, self._topology)
+                else:
+                    await check_topology(self._declarer, self._topology)
+        except TopologyMissing:
+            if opened_here:
+                await self.close()
+            raise
         except (*CHANNEL_GONE, OSError, TimeoutError) as exc:
             # A failed connect() leaves nothing open: `async with` never calls close().
             if opened_here:
@@ -189,6 +200,7 @@ class AmqpTransport(Transport):
                     content_type=content_type,
                     message_id=message_id,
                     delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                    user_id=self.user,
                 )
                 await self._publish_once(exchange, routing_key, message, mandatory=mandatory)
 

@@ -47,6 +47,7 @@ class AmqpDelivery(Delivery):
             content_type=message.content_type,
             transport=transport,
             delivery_limit=delivery_limit,
+            user_id=message.user_id,
         )
         self._message = message
 

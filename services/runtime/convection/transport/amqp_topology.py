@@ -9,8 +9,15 @@ migrate the queues.
 from __future__ import annotations
 
 from aio_pika.abc import AbstractRobustChannel
+from aiormq.exceptions import ChannelNotFoundEntity
 
 from contracts.topology import DEAD_LETTER_EXCHANGE, Queue, Topology
+from convection.transport.base import TransportError
+
+
+class TopologyMissing(TransportError):
+    """An exchange or a queue a process checks for (and may not declare) does not exist."""
+
 
 QUORUM: dict[str, str | int] = {"x-queue-type": "quorum"}
 """Arguments of a dead-letter queue: replicated, no delivery limit (tooling reads it)."""
@@ -53,3 +60,36 @@ async def declare_topology(channel: AbstractRobustChannel, topology: Topology) -
             await declared.bind(binding.exchange, binding.routing_key)
         dead = await channel.declare_queue(queue.dead_letter, durable=True, arguments=dict(QUORUM))
         await dead.bind(DEAD_LETTER_EXCHANGE, queue.name)
+
+
+async def check_topology(channel: AbstractRobustChannel, topology: Topology) -> None:
+    """Check that every exchange and queue of `topology` exists, declaring nothing.
+
+    For a process whose broker user may not configure anything (a participant under least
+    privilege): passive declarations need no permission. The coordinator, or the broker's
+    setup, declares them. Bindings cannot be checked this way; the coordinator makes them.
+
+    Raises:
+        TopologyMissing: Naming the first exchange or queue that is missing.
+    """
+    # The underlying channel: the robust one answers passive declarations from its cache.
+    underlay = await channel.get_underlay_channel()
+    for exchange in topology.exchanges:
+        try:
+            await underlay.exchange_declare(exchange.name, passive=True)
+        except ChannelNotFoundEntity as exc:
+            raise TopologyMissing(
+                f"exchange {exchange.name!r} does not exist and this process declares "
+                "nothing (CONVECTION_DECLARE_TOPOLOGY=false): start a coordinator first, "
+                "which declares the exchanges and the queues of its sagas' services"
+            ) from exc
+    for queue in topology.queues:
+        for name in (queue.name, queue.dead_letter):
+            try:
+                await underlay.queue_declare(name, passive=True)
+            except ChannelNotFoundEntity as exc:
+                raise TopologyMissing(
+                    f"queue {name!r} does not exist and this process declares nothing "
+                    "(CONVECTION_DECLARE_TOPOLOGY=false): start a coordinator whose sagas use "
+                    "this service first, or declare it with the broker's setup"
+                ) from exc

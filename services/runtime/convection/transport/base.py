@@ -83,6 +83,8 @@ class Delivery(ABC):
         content_type: The content type, as published.
         delivery_limit: The queue's delivery limit (None for a queue without one): once
             `delivery_count` reaches it, returning the message makes the broker dead-letter it.
+        user_id: The broker user that published it, as the broker validated it (RabbitMQ
+            refuses a `user_id` other than the publisher's own), or None when unset.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class Delivery(ABC):
         content_type: str | None,
         transport: Transport,
         delivery_limit: int | None = None,
+        user_id: str | None = None,
     ) -> None:
         self.body = body
         self.message_id = message_id
@@ -110,6 +113,7 @@ class Delivery(ABC):
         self.delivery_count = delivery_count
         self.content_type = content_type
         self.delivery_limit = delivery_limit
+        self.user_id = user_id
         self._transport = transport
         self._settled = False
 
@@ -254,8 +258,13 @@ class Consumer(ABC):
 class Transport(ABC):
     """Publishes confirmed messages and consumes queues with manual acknowledgement.
 
-    Use it as an async context manager, or call `connect()` and `close()`.
+    Use it as an async context manager, or call `connect()` and `close()`. Every message it
+    publishes carries its broker user as `user_id`, which the broker validates, so a consumer
+    knows who sent a message (`Delivery.user_id`).
     """
+
+    user: str | None = None
+    """The broker user this transport publishes as (None: messages carry no user)."""
 
     async def __aenter__(self) -> Self:
         await self.connect()

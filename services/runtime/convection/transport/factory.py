@@ -16,6 +16,7 @@ def open_transport(
     *,
     memory_broker: MemoryBroker | None = None,
     publish_timeout: float = 5.0,
+    declare: bool = True,
 ) -> Transport:
     """Return an unconnected transport for `url`; `connect()` it or use `async with`.
 
@@ -25,16 +26,20 @@ def open_transport(
         memory_broker: The in-process broker a `memory://` transport uses; the
             components of one process share it, so it is passed, never global.
         publish_timeout: Seconds one publish attempt may wait for its confirmation.
+        declare: Declare the topology at connect; False only checks that it exists (for a
+            broker user without configure permission).
 
     Raises:
         ValueError: The scheme is unknown, or `memory://` comes without a broker.
     """
-    scheme = urlsplit(url).scheme.lower()
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
     if scheme in ("amqp", "amqps"):
-        return AmqpTransport(url, topology, publish_timeout=publish_timeout)
+        return AmqpTransport(url, topology, publish_timeout=publish_timeout, declare=declare)
     if scheme == "memory":
         if memory_broker is None:
             raise ValueError("a memory:// transport needs memory_broker=MemoryBroker()")
-        return MemoryTransport(memory_broker, topology)
+        # `memory://NAME@` publishes as user NAME, as an AMQP URL's user does.
+        return MemoryTransport(memory_broker, topology, user=parts.username or None)
     # Never echo the URL: it may carry a password.
     raise ValueError(f"unsupported transport URL scheme {scheme!r}")

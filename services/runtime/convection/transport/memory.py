@@ -56,6 +56,7 @@ class MemoryDelivery(Delivery):
             content_type=message.content_type,
             transport=transport,
             delivery_limit=broker._delivery_limit(queue),
+            user_id=message.user_id,
         )
         self._broker = broker
         self._holder = holder
@@ -134,8 +135,11 @@ class MemoryConsumer(Consumer):
 class MemoryTransport(Transport):
     """The transport over a `MemoryBroker`, with the semantics of `AmqpTransport`."""
 
-    def __init__(self, broker: MemoryBroker, topology: Topology) -> None:
+    def __init__(
+        self, broker: MemoryBroker, topology: Topology, *, user: str | None = None
+    ) -> None:
         self._broker = broker
+        self.user = user
         self._topology = topology
         self._connected = False
         self._closing = False
@@ -190,6 +194,7 @@ class MemoryTransport(Transport):
             content_type=content_type,
             exchange=exchange,
             routing_key=routing_key,
+            user_id=self.user,
         )
         self._broker._publish(message, mandatory=mandatory)
         # A real publish waits for the broker: yield, so callers see the same interleaving.

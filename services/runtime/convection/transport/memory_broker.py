@@ -50,6 +50,7 @@ class StoredMessage:
     routing_key: str
     delivery_count: int = 0
     redelivered: bool = False
+    user_id: str | None = None
 
 
 class Holder:
