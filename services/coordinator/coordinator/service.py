@@ -31,6 +31,7 @@ from coordinator.processor import Outcome, Processor
 from coordinator.relay import OutboxRelay
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import SagaFilter, Store, check_schema, queries
+from coordinator.store.dialect import Lease
 from coordinator.timers import Timers
 from sagas import Registry
 
@@ -66,6 +67,7 @@ class Coordinator:
         self._timers: Timers | None = None
         self._processor: Processor | None = None
         self._operations: Operations | None = None
+        self._gauge_lease: Lease | None = None
         self._started = False
 
     @property
@@ -97,8 +99,16 @@ class Coordinator:
         return generate_latest(self.metrics.registry)
 
     async def refresh_gauges(self) -> None:
-        """Bring the gauges up to date from the database (called on each /metrics scrape)."""
-        if self._processor is None:
+        """Bring the gauges up to date from the database (called on each /metrics scrape).
+
+        They describe the whole database, so only the replica holding the gauge lease
+        exports them; the others omit those series until they take the lease over.
+        """
+        if self._processor is None or self._gauge_lease is None:
+            return
+        held = await self._gauge_lease.held()
+        self.metrics.database_gauges = held
+        if not held:
             return
         store = self._processor.store
         async with store.reading() as conn:
@@ -128,6 +138,7 @@ class Coordinator:
                 )
                 await self._transport.connect()
             store = Store(self._db_engine)
+            self._gauge_lease = Lease(self._db_engine)
             self._relay = OutboxRelay(
                 store=store,
                 transport=self._transport,
@@ -182,6 +193,9 @@ class Coordinator:
                 await asyncio.wait_for(self._relay.flush(max_batches=10), timeout=10)
             except Exception:
                 logger.exception("final outbox flush failed; the rows stay for another relay")
+        if self._gauge_lease is not None:
+            await self._gauge_lease.close()
+            self._gauge_lease = None
         if self._owns_transport and self._transport is not None:
             await self._transport.close()
             self._transport = None
@@ -229,9 +243,10 @@ class Coordinator:
     ) -> list[dict[str, object]]:
         """Return saga summaries (see `Operations.list_sagas`)."""
         statuses = (status,) if status else ()
-        return await self.operations.list_sagas(
+        page = await self.operations.list_sagas(
             SagaFilter(statuses=statuses, saga_type=saga_type, limit=limit)
         )
+        return page.items
 
 
 async def readiness(engine: AsyncEngine | None, transport: Transport | None) -> dict[str, str]:

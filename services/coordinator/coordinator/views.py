@@ -64,5 +64,6 @@ def saga_detail(view: SagaView) -> dict[str, Any]:
         "waiting": view.waiting,
         "input": s.input,
         "steps": [step_view(step) for step in s.steps],
-        "history": [{"id": row.id, **row.entry.model_dump(mode="json")} for row in view.history],
+        # Python mode: the API's encoder writes every datetime in its one format.
+        "history": [{"id": row.id, **row.entry.model_dump()} for row in view.history],
     }

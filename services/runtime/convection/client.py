@@ -1,17 +1,30 @@
-"""A small client of the coordinator's HTTP API, used by the operator CLI.
+"""A small client of the coordinator's HTTP API, used by the operator CLI and the demo.
+
+Saga ids and step names are percent-encoded in paths (a `/` in an id travels as `%2F`).
 
 Errors::
 
     ApiError            the API answered with a problem (status, title, detail, field errors)
      +-- Unreachable    no answer at all: wrong URL, coordinator down, network
+    WaitTimedOut        `start(..., wait=True)` gave up before the saga ended
 """
 
 from __future__ import annotations
 
+import asyncio
+import builtins
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+
+ENDED = frozenset(
+    {"completed", "compensated", "failed", "compensation_failed", "cancelled", "abandoned"}
+)
+"""Statuses in which a saga never changes on its own: waiting for one of them ends."""
 
 
 @dataclass
@@ -35,6 +48,24 @@ class Unreachable(ApiError):
     """Nothing answered at the API's URL."""
 
 
+class WaitTimedOut(Exception):
+    """A saga had not ended when the wait gave up; `saga` is what it looked like last."""
+
+    def __init__(self, saga: dict[str, Any], waited: float) -> None:
+        super().__init__(f"saga {saga.get('saga_id')} is still {saga.get('status')}")
+        self.saga = saga
+        self.waited = waited
+
+
+def saga_path(saga_id: str, *rest: str) -> str:
+    """Return the API path of a saga (and what follows), every part percent-encoded."""
+    return "/".join(["/sagas", *(quote(part, safe="") for part in (saga_id, *rest))])
+
+
+Progress = Callable[[dict[str, Any]], None]
+"""Called with the saga each time a wait looks at it."""
+
+
 class Client:
     """Calls the coordinator's HTTP API with a bearer token."""
 
@@ -49,7 +80,7 @@ class Client:
         path: str,
         *,
         json: Any = None,
-        params: dict[str, str] | None = None,
+        params: Mapping[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request; return the decoded JSON body or raise ApiError."""
@@ -61,7 +92,7 @@ class Client:
                     method,
                     url,
                     json=json,
-                    params=params,
+                    params=dict(params) if params else None,
                     headers={**self._headers, **(headers or {})},
                 ) as resp,
             ):
@@ -85,25 +116,71 @@ class Client:
         *,
         saga_id: str | None = None,
         idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the wait for the saga's end
+        progress: Progress | None = None,
     ) -> Any:
-        """Start a saga."""
+        """Start a saga; with `wait`, return the saga once it ended (its `status` says how).
+
+        Without `wait` the answer is the API's `{saga_id, status}`. With it, the saga is
+        polled until it reaches one of `ENDED`; `timeout` seconds (None: no limit) bound the
+        wait, after which `WaitTimedOut` carries the saga as last seen.
+        """
         body: dict[str, Any] = {"saga_type": saga_type, "input": data}
         if saga_id:
             body["saga_id"] = saga_id
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return await self.request("POST", "/sagas", json=body, headers=headers)
+        started = await self.request("POST", "/sagas", json=body, headers=headers)
+        if not wait:
+            return started
+        return await self.wait(str(started["saga_id"]), timeout=timeout, progress=progress)
 
-    async def list(self, **filters: str) -> Any:
-        """List sagas with filters (status, saga_type, since, until, stuck, limit, cursor)."""
-        return await self.request("GET", "/sagas", params={k: v for k, v in filters.items() if v})
+    async def wait(
+        self,
+        saga_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds many polls, not one call
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Poll a saga until it ended; return it, or raise WaitTimedOut after `timeout` s."""
+        began = time.monotonic()
+        pause = 0.1
+        while True:
+            saga: dict[str, Any] = await self.show(saga_id)
+            if progress is not None:
+                progress(saga)
+            if saga.get("status") in ENDED:
+                return saga
+            waited = time.monotonic() - began
+            if timeout is not None and waited >= timeout:
+                raise WaitTimedOut(saga, waited)
+            left = float("inf") if timeout is None else timeout - waited
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 1.5, 1.0)
+
+    async def list(self, params: Mapping[str, str] | None = None, **filters: str) -> Any:
+        """One page of sagas: `{items, next_cursor}` (filters as the API's query parameters)."""
+        query = {**(params or {}), **filters}
+        return await self.request("GET", "/sagas", params={k: v for k, v in query.items() if v})
+
+    async def list_all(self, params: Mapping[str, str], *, page: int = 500) -> builtins.list[Any]:
+        """Every saga matching `params`, following `next_cursor` to the last page."""
+        items: builtins.list[Any] = []
+        query = {**params, "limit": str(page)}
+        while True:
+            out = await self.list(query)
+            items += out["items"]
+            if not out.get("next_cursor"):
+                return items
+            query["cursor"] = out["next_cursor"]
 
     async def show(self, saga_id: str) -> Any:
         """One saga with its steps and history."""
-        return await self.request("GET", f"/sagas/{saga_id}")
+        return await self.request("GET", saga_path(saga_id))
 
     async def verb(self, saga_id: str, verb: str, reason: str, step: str | None = None) -> Any:
-        """Cancel, retry or skip (a step's failed compensation), with a reason."""
-        path = f"/sagas/{saga_id}/steps/{step}/skip" if step else f"/sagas/{saga_id}/{verb}"
+        """Cancel, retry, abandon or skip (a step's failed compensation), with a reason."""
+        path = saga_path(saga_id, "steps", step, "skip") if step else saga_path(saga_id, verb)
         return await self.request("POST", path, json={"reason": reason})
 
     async def stats(self, window: int) -> Any:
