@@ -82,7 +82,8 @@ async def serve(
         loop.add_signal_handler(sig, stop.set)
     coordinator = Coordinator(settings, registry=registry)
     try:
-        await coordinator.start()
+        with startup.quiet_connect():
+            await coordinator.start()
     except SchemaBehind as exc:
         raise startup.StartupFailure(startup.SCHEMA, str(exc)) from exc
     except Exception as exc:

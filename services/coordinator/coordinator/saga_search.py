@@ -70,14 +70,14 @@ def statuses() -> tuple[str, ...]:
 
 def parse(pairs: Iterable[tuple[str, str]]) -> SagaFilter:
     """Return the filter a query's (name, value) pairs ask for, or raise BadQuery."""
-    given: set[str] = set()
+    given: dict[str, str] = {}
     seen: dict[str, str] = {}
     fields: list[tuple[tuple[str | int, ...], str]] = []
     for raw_name, value in pairs:
         name = ALIASES.get(raw_name, raw_name)
         if name in given:
             raise BadQuery(raw_name, "given twice (or with its alias)")
-        given.add(name)
+        given[name] = raw_name
         if name.startswith("input."):
             fields.append((_path(name), _text(name, value, 1000)))
             continue
@@ -90,8 +90,8 @@ def parse(pairs: Iterable[tuple[str, str]]) -> SagaFilter:
     return SagaFilter(
         statuses=_statuses(get("status", "")),
         saga_type=_text("saga_type", get("saga_type", ""), 64) or None,
-        started_after=_when("started_after", get("started_after")),
-        started_before=_when("started_before", get("started_before")),
+        started_after=_when(given.get("started_after", ""), get("started_after")),
+        started_before=_when(given.get("started_before", ""), get("started_before")),
         stuck=_flag("stuck", get("stuck")),
         resource=_text("resource", get("resource", ""), 300) or None,
         input_fields=tuple(fields),

@@ -181,16 +181,22 @@ class Coordinator:
         logger.info("coordinator started")
 
     async def stop(self) -> None:
-        """Stop consuming (finishing what is in flight), stop timers, flush the outbox once."""
+        """Stop consuming (finishing what is in flight), stop timers, flush the outbox once.
+
+        Stopping twice is harmless: a second flush would open a connection on the engine
+        the first one disposed of.
+        """
         for consumer in self._consumers:
             await consumer.stop()
         self._consumers.clear()
         if self._timers is not None:
             await self._timers.stop()
+            self._timers = None
         if self._relay is not None:
-            await self._relay.stop()
+            relay, self._relay = self._relay, None
+            await relay.stop()
             try:
-                await asyncio.wait_for(self._relay.flush(max_batches=10), timeout=10)
+                await asyncio.wait_for(relay.flush(max_batches=10), timeout=10)
             except Exception:
                 logger.exception("final outbox flush failed; the rows stay for another relay")
         if self._gauge_lease is not None:

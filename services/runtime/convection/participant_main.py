@@ -162,7 +162,8 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
         try:
             async with engine.connect() as conn:
                 await conn.execute(text("SELECT 1"))
-            await transport.connect()
+            with startup.quiet_connect():
+                await transport.connect()
         except Exception as exc:
             failure = startup.classify(exc, db_url=settings.db_url, amqp_url=settings.amqp_url)
             if failure is None:

@@ -44,6 +44,11 @@ def resolve(reference: str) -> Participant:
         value: object = importlib.import_module(module_name)
     except ImportError as exc:
         raise BadReference(f"cannot import {module_name!r}: {exc}; is it installed?") from exc
+    except Exception as exc:
+        # Its own code failed at import: say where, without a traceback for a bad module.
+        raise BadReference(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in attr.split("."):
         try:
             value = getattr(value, part)

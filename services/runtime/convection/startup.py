@@ -16,6 +16,8 @@ database or vhost instead.
 from __future__ import annotations
 
 import re
+import contextlib
+import logging
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
@@ -37,7 +39,12 @@ class StartupFailure(Exception):
         self.code = code
 
 
-def _chain(exc: BaseException) -> Iterator[BaseException]:
+def _chain(exc: BaseException) -> list[BaseException]:
+    """Return `exc` and its causes, innermost first: the driver's own words are clearest."""
+    return list(_outward(exc))[::-1]
+
+
+def _outward(exc: BaseException) -> Iterator[BaseException]:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -148,3 +155,29 @@ def classify(exc: BaseException, *, db_url: str, amqp_url: str) -> StartupFailur
     if any(type(c).__name__ == "ArgumentError" for c in _chain(exc)):
         return StartupFailure(SETTINGS, f"CONVECTION_DB_URL does not parse: {_first_line(exc)}")
     return database_failure(exc, db_url)
+
+
+_CHATTY = {
+    "aio_pika.robust_connection": logging.WARNING,
+    "aiormq.connection": logging.CRITICAL,
+    "alembic.runtime.migration": logging.WARNING,
+}
+
+
+@contextlib.contextmanager
+def quiet_connect() -> Iterator[None]:
+    """Silence aio-pika's "reconnecting" and alembic's context notes while a service starts.
+
+    A failed first connection is reported once, as a `StartupFailure`; the robust
+    connection's plans to reconnect (it won't) and the schema check's chatter would only
+    add lines around the one that matters.
+    """
+    chatty = [logging.getLogger(name) for name in _CHATTY]
+    levels = [logger.level for logger in chatty]
+    for logger in chatty:
+        logger.setLevel(_CHATTY[logger.name])
+    try:
+        yield
+    finally:
+        for logger, level in zip(chatty, levels, strict=True):
+            logger.setLevel(level)

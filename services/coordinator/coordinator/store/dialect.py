@@ -147,6 +147,10 @@ _LEASE_KEY = (0x636F6E76, 1)
 of `lock_resources`."""
 
 
+LEASE_APPLICATION = "convection-gauge-lease"
+"""The application_name of a lease's connection, as `pg_stat_activity` shows it."""
+
+
 class Lease:
     """One replica's claim to a singleton duty (exporting the whole database's gauges).
 
@@ -172,7 +176,9 @@ class Lease:
         async with self._lock:
             try:
                 return await self._check()
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            except Exception as exc:
+                # Whatever broke (a terminated backend shows as several driver errors), the
+                # connection is given up; the next scrape connects afresh.
                 logger.warning("gauge lease: %r; trying again on the next scrape", exc)
                 await self._drop()
                 return False
@@ -181,7 +187,9 @@ class Lease:
         if self._conn is not None and self._conn.is_closed():
             await self._drop()
         if self._conn is None:
-            self._conn = await asyncpg.connect(self._dsn, timeout=5)
+            self._conn = await asyncpg.connect(
+                self._dsn, timeout=5, server_settings={"application_name": LEASE_APPLICATION}
+            )
         if self._held:
             # A query on the dedicated connection proves the session (and its lock) lives.
             await self._conn.fetchval("SELECT 1", timeout=5)
@@ -193,9 +201,13 @@ class Lease:
 
     async def _drop(self) -> None:
         conn, self._conn, self._held = self._conn, None, False
-        if conn is not None and not conn.is_closed():
-            with contextlib.suppress(Exception):
-                await asyncio.shield(conn.close(timeout=2))
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await asyncio.shield(conn.close(timeout=2))
+        except Exception:
+            # A dead session cannot say goodbye; drop its socket without one.
+            conn.terminate()
 
     async def close(self) -> None:
         """Give the lease up (closing the connection releases the lock)."""
