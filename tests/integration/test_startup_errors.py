@@ -12,7 +12,6 @@ import asyncio
 import os
 import sys
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -54,12 +53,12 @@ def _swap(url: str, *, netloc: str | None = None, path: str | None = None) -> st
 
 
 @pytest.fixture(scope="module")
-def cases(urls: tuple[str, str]) -> Iterator[list[Case]]:
+def cases(urls: tuple[str, str]) -> list[Case]:
     amqp, pg = urls
     asyncio.run(migrate(pg))
     host = urlsplit(amqp).hostname
     nobody = f"nobody_{uuid.uuid4().hex[:8]}"
-    yield [
+    return [
         Case("db port", amqp, _swap(pg, netloc="postgres@127.0.0.1:1"), 4, "unreachable"),
         Case("db missing", amqp, _swap(pg, path="/no_such_db_zz"), 4, "no such database"),
         Case("db login", amqp, _swap(pg, netloc=f"{nobody}@127.0.0.1:5432"), 4, "login"),

@@ -137,7 +137,8 @@ def test_one_timestamp_format() -> None:
     assert rfc3339(datetime(2026, 12, 1, 22, 40, 0, 123456, tzinfo=plus_two)) == (
         "2026-12-01T20:40:00.123Z"
     )
-    assert rfc3339(datetime(2026, 12, 1, 20, 40)) == "2026-12-01T20:40:00.000Z"
+    naive = datetime(2026, 12, 1, 20, 40)  # noqa: DTZ001 - a naive time is taken as UTC
+    assert rfc3339(naive) == "2026-12-01T20:40:00.000Z"
     assert [age(s) for s in (5, 65, 3725, 90000)] == ["5s", "1m05s", "1h02m", "1d01h"]
 
 

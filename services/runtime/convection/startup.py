@@ -15,9 +15,9 @@ database or vhost instead.
 
 from __future__ import annotations
 
-import re
 import contextlib
 import logging
+import re
 from collections.abc import Iterator
 from urllib.parse import unquote, urlsplit
 
