@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -79,7 +80,7 @@ class Client:
         method: str,
         path: str,
         *,
-        json: Any = None,
+        body: Any = None,
         params: Mapping[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
@@ -91,12 +92,19 @@ class Client:
                 session.request(
                     method,
                     url,
-                    json=json,
+                    json=body,
                     params=dict(params) if params else None,
                     headers={**self._headers, **(headers or {})},
                 ) as resp,
             ):
-                body = await resp.json(content_type=None) if resp.content_length != 0 else None
+                raw = await resp.read()
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    # Not ours (a proxy's page, a crash): keep its first words as the detail.
+                    if resp.status < 400:
+                        raise
+                    body = {"detail": raw.decode(errors="replace").strip()[:300]}
                 if resp.status >= 400:
                     problem = body if isinstance(body, dict) else {}
                     raise ApiError(
@@ -130,7 +138,7 @@ class Client:
         if saga_id:
             body["saga_id"] = saga_id
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        started = await self.request("POST", "/sagas", json=body, headers=headers)
+        started = await self.request("POST", "/sagas", body=body, headers=headers)
         if not wait:
             return started
         return await self.wait(str(started["saga_id"]), timeout=timeout, progress=progress)
@@ -181,7 +189,7 @@ class Client:
     async def verb(self, saga_id: str, verb: str, reason: str, step: str | None = None) -> Any:
         """Cancel, retry, abandon or skip (a step's failed compensation), with a reason."""
         path = saga_path(saga_id, "steps", step, "skip") if step else saga_path(saga_id, verb)
-        return await self.request("POST", path, json={"reason": reason})
+        return await self.request("POST", path, body={"reason": reason})
 
     async def stats(self, window: int) -> Any:
         """Counts, rates and durations per saga type and step over a window in seconds."""

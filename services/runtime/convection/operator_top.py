@@ -24,19 +24,28 @@ from convection.cli_output import Table, print_tables, rich_table, terminal
 from convection.timefmt import age, parse, rfc3339
 
 _COLUMNS = ("saga_id", "type", "status", "step", "age", "error")
-_FAILED = "failed,compensation_failed,compensated,abandoned"
+_FAILED = "failed,compensation_failed,compensated"
 
 
 def _fetch() -> dict[str, Any]:
+    from convection.client import ApiError
+
     async def frame(client: Any) -> dict[str, Any]:
         running = await client.list(status="running", limit="20")
         comp = await client.list(status="compensating", limit="10")
         pending = await client.list(status="pending", limit="10")
-        failed = await client.list(status=_FAILED, limit="10")
+        failed = (await client.list(status=_FAILED, limit="10"))["items"]
+        try:
+            failed += (await client.list(status="abandoned", limit="10"))["items"]
+        except ApiError as exc:
+            # A coordinator older than the abandon verb knows no such status.
+            if exc.status != 400:
+                raise
+        failed.sort(key=lambda s: s["created_at"], reverse=True)
         return {
             "at": rfc3339(datetime.now(UTC)),
             "in_flight": running["items"] + comp["items"] + pending["items"],
-            "failures": failed["items"],
+            "failures": failed[:10],
         }
 
     result: dict[str, Any] = common.call(frame)
