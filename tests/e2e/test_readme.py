@@ -63,19 +63,11 @@ def test_the_readme_marks_what_this_test_runs() -> None:
     assert "CONVECTION_AMQP_URL" in found["python"][0]
 
 
-@pytest.mark.slow
-@pytest.mark.amqp
-@pytest.mark.postgres
-@pytest.mark.timeout(900)
-async def test_the_readme_runs_verbatim_in_a_fresh_clone(
-    tmp_path: Path, fresh_amqp_url: str, fresh_pg_url: str
-) -> None:
-    readme = (ROOT / "README.md").read_text()
-    for name in ("CONVECTION_AMQP_URL", "CONVECTION_DB_URL", "CONVECTION_API_PORT"):
-        assert name in readme, f"the README does not document {name}"
-    found = blocks(readme)
+def _set_up(
+    tmp_path: Path, uv: str, found: dict[str, list[str]], amqp_url: str, db_url: str
+) -> tuple[Path, dict[str, str]]:
+    """Clone, sync, and run the README's `run` blocks; return the clone and its environment."""
     clone = tmp_path / "clone"
-    uv = _uv()
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True, timeout=120)
     env = {
         k: v
@@ -91,8 +83,8 @@ async def test_the_readme_runs_verbatim_in_a_fresh_clone(
         timeout=600,
     )
     env |= {
-        "CONVECTION_AMQP_URL": fresh_amqp_url,
-        "CONVECTION_DB_URL": fresh_pg_url,
+        "CONVECTION_AMQP_URL": amqp_url,
+        "CONVECTION_DB_URL": db_url,
         "CONVECTION_API_PORT": "0",
     }
     for block in found["run"]:
@@ -107,21 +99,37 @@ async def test_the_readme_runs_verbatim_in_a_fresh_clone(
                 check=False,
             )
             assert done.returncode == 0, (command, done.stdout, done.stderr)
+    return clone, env
+
+
+@pytest.mark.slow
+@pytest.mark.amqp
+@pytest.mark.postgres
+@pytest.mark.timeout(900)
+async def test_the_readme_runs_verbatim_in_a_fresh_clone(
+    tmp_path: Path, fresh_amqp_url: str, fresh_pg_url: str
+) -> None:
+    readme = (ROOT / "README.md").read_text()
+    for name in ("CONVECTION_AMQP_URL", "CONVECTION_DB_URL", "CONVECTION_API_PORT"):
+        assert name in readme, f"the README does not document {name}"
+    found = blocks(readme)
+    uv = _uv()
+    clone, env = await asyncio.to_thread(_set_up, tmp_path, uv, found, fresh_amqp_url, fresh_pg_url)
     logs = tmp_path / "logs"
     logs.mkdir()
     procs: dict[str, asyncio.subprocess.Process] = {}
     try:
         for command in _commands(found["services"][0]):
             name = command.split()[-1]
-            with (logs / f"{name}.log").open("wb") as out:
+            with (logs / f"{name}.log").open("wb") as log:
                 procs[name] = await asyncio.create_subprocess_exec(
                     "bash",
                     "-c",
                     f"exec {command}",
                     cwd=clone,
                     env=env,
-                    stdout=out,
-                    stderr=out,
+                    stdout=log,
+                    stderr=log,
                     start_new_session=True,
                 )
         await _ready(logs, procs)
