@@ -1,10 +1,10 @@
-"""The coordinator's HTTP API (aiohttp): start, list, inspect, cancel, retry, skip, stats.
+"""The coordinator's HTTP API (aiohttp): start, list, inspect, the operator verbs, stats.
 
 Documented by the OpenAPI document in `coordinator.openapi`, served at `/openapi.json`; the
 routes are in `coordinator.api_routes`, what they share in `coordinator.api_http`.
 Authentication: bearer tokens from configuration, each with a role: `reader` may GET,
-`operator` may also start, cancel, retry and skip. With no token configured the API refuses
-to listen anywhere but loopback.
+`operator` may also start, cancel, retry, abandon and skip. With no token configured the API
+refuses to listen anywhere but loopback.
 """
 
 from __future__ import annotations
