@@ -50,7 +50,7 @@ def load_api_settings() -> ApiSettings:
     try:
         api.check()
     except ValueError as exc:
-        sys.stderr.write(f"refusing to start: {exc}\n")
+        sys.stderr.write(f"coordinator: refusing to start: {exc}\n")
         raise SystemExit(startup.SETTINGS) from None
     return api
 
@@ -121,8 +121,8 @@ def run(settings: CoordinatorSettings, registry: Registry, api: ApiSettings | No
         return exc.code
     except ApiUnavailable as exc:
         sys.stderr.write(
-            f"{exc}\nSet CONVECTION_API_HOST/CONVECTION_API_PORT (0 picks a free port), "
-            "or CONVECTION_API_ENABLED=false.\n"
+            f"coordinator: {exc}: set CONVECTION_API_HOST/CONVECTION_API_PORT (0 picks a free "
+            "port), or CONVECTION_API_ENABLED=false\n"
         )
         return startup.SETTINGS
     finally:
@@ -142,7 +142,7 @@ def load_sagas(settings: CoordinatorSettings) -> Registry:
     try:
         return load_registry(settings.sagas)
     except SagaPackageError as exc:
-        sys.stderr.write(f"cannot load the saga definitions: {exc}\n")
+        sys.stderr.write(f"coordinator: cannot load the saga definitions: {exc}\n")
         raise SystemExit(startup.SETTINGS) from None
 
 
