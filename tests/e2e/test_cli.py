@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ pytestmark = [pytest.mark.amqp, pytest.mark.postgres, pytest.mark.asyncio(loop_s
 OPERATOR, READER = "cli-operator", "cli-reader"
 CONVECTION = str(Path(sys.executable).parent / "convection")
 JAEGER = "http://jaeger.example:16686"
+STAMP = rb"in flight at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z)"
+"""The title of top's frame: one timestamp format, RFC 3339 UTC."""
 
 
 @dataclass
@@ -90,8 +93,9 @@ class Rig:
         await eventually(reached, within=20)
 
 
-@pytest_asyncio.fixture(scope="module", loop_scope="module")
-async def rig(urls: tuple[str, str]) -> AsyncIterator[Rig]:
+@asynccontextmanager
+async def open_rig(urls: tuple[str, str]) -> AsyncIterator[Rig]:
+    """A coordinator with its API and the steered participant, on the module's servers."""
     amqp_url, pg_url = urls
     await migrate(pg_url)
     participant, hold, fail = await steered_participant(amqp_url)
@@ -107,6 +111,12 @@ async def rig(urls: tuple[str, str]) -> AsyncIterator[Rig]:
     finally:
         await participant.stop()
         await participant.transport.close()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def rig(urls: tuple[str, str]) -> AsyncIterator[Rig]:
+    async with open_rig(urls) as opened:
+        yield opened
 
 
 def ns_input(ns_id: str) -> dict[str, Any]:
@@ -285,7 +295,7 @@ def _read_pty(fd: int, *, until: float, frames: int) -> bytes:
             if not chunk:
                 break
             out += chunk
-        if len(set(re.findall(rb"in flight at (\d\d:\d\d:\d\d)", out))) >= frames:
+        if len(set(re.findall(STAMP, out))) >= frames:
             break
     return out
 
@@ -311,7 +321,7 @@ async def test_top_refreshes_in_place_in_a_terminal(rig: Rig) -> None:
             proc.send_signal(signal.SIGINT)
         code = await asyncio.wait_for(proc.wait(), timeout=20)
         os.close(primary)
-    stamps = set(re.findall(rb"in flight at (\d\d:\d\d:\d\d)", screen))
+    stamps = set(re.findall(STAMP, screen))
     assert len(stamps) >= 3, screen[-2000:]
     assert b"recent failures" in screen
     # Redrawn in place: the cursor moves back up over the previous frame.

@@ -536,7 +536,9 @@ async def test_stats(api: Api) -> None:
     ns = next(t for t in out["saga_types"] if t["saga_type"] == "ns.instantiate")
     assert ns["count"] >= 2 and ns["finished"] >= 2
     assert 0 < ns["success_rate"] < 1
-    assert ns["success_rate"] + ns["failure_rate"] == pytest.approx(1.0)
+    # The held saga of an earlier test was cancelled: cancels are counted apart.
+    rates = ns["success_rate"] + ns["failure_rate"] + ns["cancelled_rate"]
+    assert rates == pytest.approx(1.0)
     assert 0 <= ns["mean_seconds"] <= ns["p95_seconds"] * 10
     assert ns["p95_seconds"] >= 0
     steps = {s["step"]: s for s in ns["steps"]}

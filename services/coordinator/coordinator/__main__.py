@@ -1,12 +1,18 @@
 """`python -m coordinator`: run one coordinator replica until SIGTERM or SIGINT.
 
 Configured by CONVECTION_* environment variables (see `coordinator.settings`) and the HTTP
-API by CONVECTION_API_* (see `coordinator.api.ApiSettings`; default 127.0.0.1:8080). Exit
-codes: 0 after a graceful stop, 2 for invalid settings (an API without tokens on a
-non-loopback address, or an API port that cannot be bound, included), 3 when the schema is
-behind. The saga definitions come from installed packages (`coordinator.definitions`,
-`CONVECTION_SAGAS`); a broken one stops the process at start with exit 2 and says which
-package, saga, step and rule.
+API by CONVECTION_API_* (see `coordinator.api.ApiSettings`; default 127.0.0.1:8080). The
+saga definitions come from installed packages (`coordinator.definitions`,
+`CONVECTION_SAGAS`). A failure to start is one line on stderr and one of these exit codes
+(the same as `convection coordinator`; `convection.startup` defines them):
+
+    0  stopped gracefully after SIGTERM or SIGINT
+    2  bad settings: a variable missing or malformed, a URL that does not parse, an API
+       without tokens on a non-loopback address, an API port that cannot be bound, a broken
+       saga package (the message names package, saga, step and rule)
+    3  the database schema is behind the code: run `convection db upgrade`
+    4  the database is unavailable: unreachable, no such database, login refused
+    5  the broker is unavailable: unreachable, no such vhost, login refused
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from typing import TypeVar
 from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
+from convection import startup
 from convection.tracing import setup_logging, setup_tracing
 from coordinator.api import ApiServer, ApiSettings
 from coordinator.definitions import load_registry
@@ -43,8 +50,8 @@ def load_api_settings() -> ApiSettings:
     try:
         api.check()
     except ValueError as exc:
-        sys.stderr.write(f"refusing to start: {exc}\n")
-        raise SystemExit(2) from None
+        sys.stderr.write(f"coordinator: refusing to start: {exc}\n")
+        raise SystemExit(startup.SETTINGS) from None
     return api
 
 
@@ -52,12 +59,13 @@ def _load(cls: type[_S], what: str, prefix: str) -> _S:
     try:
         return cls()
     except ValidationError as exc:
-        lines = [
-            f"  {prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors(include_url=False)
-        ]
-        sys.stderr.write(f"invalid {what} settings:\n" + "\n".join(lines) + "\n")
-        raise SystemExit(2) from None
+        # Never echo input values: URLs may carry passwords.
+        problems = "; ".join(
+            f"{prefix}{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors(include_url=False, include_input=False)
+        )
+        sys.stderr.write(f"coordinator: invalid {what} settings: {problems}\n")
+        raise SystemExit(startup.SETTINGS) from None
 
 
 class ApiUnavailable(Exception):
@@ -72,7 +80,20 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with Coordinator(settings, registry=registry) as coordinator:
+    coordinator = Coordinator(settings, registry=registry)
+    try:
+        with startup.quiet_connect():
+            await coordinator.start()
+    except SchemaBehind as exc:
+        raise startup.StartupFailure(startup.SCHEMA, str(exc)) from exc
+    except StartupError as exc:
+        raise startup.StartupFailure(startup.SETTINGS, f"refusing to start: {exc}") from exc
+    except Exception as exc:
+        failure = startup.classify(exc, db_url=settings.db_url, amqp_url=settings.amqp_url)
+        if failure is None:
+            raise
+        raise failure from exc
+    try:
         server = ApiServer(coordinator, api) if api is not None and api.enabled else None
         if server is not None:
             try:
@@ -87,6 +108,8 @@ async def serve(
             # Stop serving before the coordinator goes, so no request meets a closed engine.
             if server is not None:
                 await server.stop()
+    finally:
+        await coordinator.stop()
 
 
 def run(settings: CoordinatorSettings, registry: Registry, api: ApiSettings | None = None) -> int:
@@ -95,18 +118,15 @@ def run(settings: CoordinatorSettings, registry: Registry, api: ApiSettings | No
     tracing = setup_tracing("coordinator")
     try:
         asyncio.run(serve(settings, registry, api))
-    except SchemaBehind as exc:
-        sys.stderr.write(f"{exc}\n")
-        return 3
-    except StartupError as exc:
-        sys.stderr.write(f"refusing to start: {exc}\n")
-        return 2
+    except startup.StartupFailure as exc:
+        sys.stderr.write(f"coordinator: {exc}\n")
+        return exc.code
     except ApiUnavailable as exc:
         sys.stderr.write(
-            f"{exc}\nSet CONVECTION_API_HOST/CONVECTION_API_PORT (0 picks a free port), "
-            "or CONVECTION_API_ENABLED=false.\n"
+            f"coordinator: {exc}: set CONVECTION_API_HOST/CONVECTION_API_PORT (0 picks a free "
+            "port), or CONVECTION_API_ENABLED=false\n"
         )
-        return 2
+        return startup.SETTINGS
     finally:
         # Spans still in the batch processor are lost unless the provider is shut down.
         tracing.shutdown()
@@ -124,8 +144,8 @@ def load_sagas(settings: CoordinatorSettings) -> Registry:
     try:
         return load_registry(settings.sagas)
     except SagaPackageError as exc:
-        sys.stderr.write(f"cannot load the saga definitions: {exc}\n")
-        raise SystemExit(2) from None
+        sys.stderr.write(f"coordinator: cannot load the saga definitions: {exc}\n")
+        raise SystemExit(startup.SETTINGS) from None
 
 
 if __name__ == "__main__":

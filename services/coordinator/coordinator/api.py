@@ -3,8 +3,8 @@
 Documented by the OpenAPI document in `coordinator.openapi`, served at `/openapi.json`; the
 routes are in `coordinator.api_routes`, what they share in `coordinator.api_http`.
 Authentication: bearer tokens from configuration, each with a role: `reader` may GET,
-`operator` may also start, cancel, retry, skip, and replay and purge dead letters. With no
-token configured the API refuses to listen anywhere but loopback.
+`operator` may also start, cancel, retry, abandon, skip, and replay and purge dead letters.
+With no token configured the API refuses to listen anywhere but loopback.
 """
 
 from __future__ import annotations

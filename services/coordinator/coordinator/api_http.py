@@ -1,17 +1,21 @@
 """What every route of the HTTP API shares: its coordinator, problems, bodies, who asked.
 
 Errors are application/problem+json (RFC 9457), with pydantic's field errors under
-`errors`.
+`errors`. Every time in a body is RFC 3339 in UTC with milliseconds and `Z`
+(`convection.timefmt`).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
+
+from convection.timefmt import rfc3339
 
 if TYPE_CHECKING:
     from coordinator.dead_letter_ops import DeadLetterOps
@@ -66,19 +70,26 @@ def problem(
     """Return an RFC 9457 problem response."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return web.json_response(
-        body, status=status, content_type=PROBLEM, dumps=_dumps, headers=headers
+        body, status=status, content_type=PROBLEM, dumps=dumps, headers=headers
     )
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, default=str)
+def _encode(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return rfc3339(value)
+    return str(value)
+
+
+def dumps(obj: Any) -> str:
+    """Return `obj` as the API's JSON: datetimes in RFC 3339 UTC, anything else odd as text."""
+    return json.dumps(obj, default=_encode)
 
 
 def json_response(
     data: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> web.Response:
-    """Return a JSON response (datetimes as ISO strings)."""
-    return web.json_response(data, status=status, headers=headers, dumps=_dumps)
+    """Return a JSON response (datetimes as RFC 3339 UTC with milliseconds and `Z`)."""
+    return web.json_response(data, status=status, headers=headers, dumps=dumps)
 
 
 class ApiProblem(Exception):
@@ -118,6 +129,12 @@ async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
 def validation_problem(exc: ValidationError, detail: str) -> web.Response:
     """Return a 422 problem listing pydantic's field errors."""
     return errors_problem([dict(e) for e in exc.errors(include_url=False)], detail)
+
+
+def bad_query(parameter: str, message: str) -> web.Response:
+    """Return a 400 problem about one query parameter, named first in its detail."""
+    error = {"loc": ["query", parameter], "msg": message, "type": "bad_query"}
+    return problem(400, "Bad Request", f"{parameter}: {message}", errors=[error])
 
 
 def errors_problem(errors: list[dict[str, Any]], detail: str) -> web.Response:

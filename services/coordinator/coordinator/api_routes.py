@@ -1,14 +1,18 @@
-"""The routes of the HTTP API: start, list, inspect, cancel, retry, skip, stats, health.
+"""The routes of the HTTP API: start, list, inspect, cancel, retry, skip, abandon, stats, health.
 
 Each route reads its request, calls the coordinator's `Operations` (or, for dead letters in
 `coordinator.api_dead_letters`, its `dead_letters`), and answers JSON or a problem; none
-reaches into the processor, the store or the database engine.
+reaches into the processor, the store or the database engine. A saga id may hold `/`: clients
+send it percent-encoded (`%2F`), which aiohttp matches as one segment and decodes into
+`match_info`.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import re
+from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -20,7 +24,9 @@ from coordinator.api_http import (
     ACTOR,
     COORDINATOR,
     OPERATOR,
+    ApiProblem,
     Handler,
+    bad_query,
     errors_problem,
     json_response,
     problem,
@@ -29,8 +35,11 @@ from coordinator.api_http import (
 from coordinator.catalogue import describe
 from coordinator.openapi import document
 from coordinator.operations import Started
-from coordinator.store import SagaFilter
+from coordinator.saga_search import BadQuery, encode_cursor, parse
 from coordinator.views import saga_detail
+
+_SAGA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
+"""What `contracts.base.Identifier` allows; anything else names no saga."""
 
 
 class StartBody(BaseModel):
@@ -80,44 +89,44 @@ def _answer_start(started: Started, body: StartBody, keyed: bool) -> web.Respons
     return json_response(
         {"saga_id": started.saga_id, "status": str(started.status) if started.status else None},
         status=202,
-        headers={"Location": f"/sagas/{started.saga_id}"},
+        headers={"Location": saga_path(started.saga_id)},
     )
+
+
+def saga_path(saga_id: str) -> str:
+    """Return the API path of a saga, its id percent-encoded (a `/` in it becomes `%2F`)."""
+    return "/sagas/" + quote(saga_id, safe="")
+
+
+def _saga_id(request: web.Request) -> str:
+    """Return the saga id of the path, or raise ApiProblem: 400 for NUL, 404 for no such id."""
+    saga_id = request.match_info["saga_id"]
+    if "\x00" in saga_id:
+        raise ApiProblem(problem(400, "Bad Request", "a saga id holds no NUL character"))
+    if not _SAGA_ID.match(saga_id):
+        shown = saga_id if len(saga_id) <= 140 else saga_id[:128] + "..."
+        raise ApiProblem(
+            problem(404, "Not Found", f"no saga {shown}: not a saga id (1-128 of A-Za-z0-9._:/-)")
+        )
+    return saga_id
 
 
 async def list_sagas(request: web.Request) -> web.StreamResponse:
-    """GET /sagas: filters status (comma list), saga_type, since, until, stuck; paginated."""
+    """GET /sagas: filtered (see `coordinator.saga_search`), newest first, by keyset pages."""
     coord = request.app[COORDINATOR]
-    q = request.query
     try:
-        limit = min(int(q.get("limit", "50")), 500)
-        offset = int(q.get("cursor", "0") or 0)
-        since = datetime.fromisoformat(q["since"]) if q.get("since") else None
-        until = datetime.fromisoformat(q["until"]) if q.get("until") else None
-    except ValueError as exc:
-        return problem(400, "Bad Request", f"bad query parameter: {exc}")
-    if limit < 1 or offset < 0:
-        return problem(400, "Bad Request", "limit must be positive and cursor not negative")
-    for name, when in (("since", since), ("until", until)):
-        if when is not None and when.tzinfo is None:
-            return problem(400, "Bad Request", f"{name} needs a timezone, e.g. ...T10:00:00Z")
-    f = SagaFilter(
-        statuses=tuple(s for s in q.get("status", "").split(",") if s),
-        saga_type=q.get("saga_type") or None,
-        since=since,
-        until=until,
-        stuck=q.get("stuck", "").lower() in ("1", "true", "yes"),
-        limit=limit,
-        offset=offset,
-    )
-    items = await coord.operations.list_sagas(f)
-    next_cursor = str(offset + limit) if len(items) == limit else None
-    return json_response({"items": items, "next_cursor": next_cursor})
+        f = parse(request.query.items())
+    except BadQuery as exc:
+        return bad_query(exc.parameter, exc.message)
+    page = await coord.operations.list_sagas(f)
+    next_cursor = encode_cursor(page.next_after) if page.next_after else None
+    return json_response({"items": page.items, "next_cursor": next_cursor})
 
 
 async def get_saga(request: web.Request) -> web.StreamResponse:
     """GET /sagas/{id}: the saga with its steps, history, trace id and lock position."""
     coord = request.app[COORDINATOR]
-    saga_id = request.match_info["saga_id"]
+    saga_id = _saga_id(request)
     view = await coord.operations.get_saga(saga_id)
     if view is None:
         return problem(404, "Not Found", f"no saga {saga_id}")
@@ -128,7 +137,7 @@ async def get_saga(request: web.Request) -> web.StreamResponse:
 
 async def _verb(request: web.Request, verb: str) -> web.StreamResponse:
     coord = request.app[COORDINATOR]
-    saga_id = request.match_info["saga_id"]
+    saga_id = _saga_id(request)
     body: ReasonBody = await read_body(request, ReasonBody)
     actor = request[ACTOR]
     ops = coord.operations
@@ -136,6 +145,8 @@ async def _verb(request: web.Request, verb: str) -> web.StreamResponse:
         outcome = await ops.cancel(saga_id, body.reason, actor)
     elif verb == "retry":
         outcome = await ops.retry(saga_id, body.reason, actor)
+    elif verb == "abandon":
+        outcome = await ops.abandon(saga_id, body.reason, actor)
     else:
         outcome = await ops.skip(saga_id, request.match_info["step"], body.reason, actor)
     if outcome.kind == "rejected" and outcome.reason == "unknown_saga":
@@ -161,6 +172,11 @@ async def retry(request: web.Request) -> web.StreamResponse:
 async def skip(request: web.Request) -> web.StreamResponse:
     """POST /sagas/{id}/steps/{step}/skip."""
     return await _verb(request, "skip")
+
+
+async def abandon(request: web.Request) -> web.StreamResponse:
+    """POST /sagas/{id}/abandon: give the saga up for good, compensating nothing more."""
+    return await _verb(request, "abandon")
 
 
 async def get_stats(request: web.Request) -> web.StreamResponse:
@@ -213,6 +229,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/sagas/{saga_id}/cancel", cancel),
     ("POST", "/sagas/{saga_id}/retry", retry),
     ("POST", "/sagas/{saga_id}/steps/{step}/skip", skip),
+    ("POST", "/sagas/{saga_id}/abandon", abandon),
     ("GET", "/stats", get_stats),
     ("GET", "/saga-types", saga_types),
     *DEAD_LETTER_ROUTES,

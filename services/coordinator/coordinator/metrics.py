@@ -2,13 +2,21 @@
 
 Each Coordinator owns one `Metrics`, so several coordinators in one process (tests, the
 embedded demo) never collide on metric names; the service exposes its registry over HTTP.
+
+The gauges that describe the whole database (sagas in flight, stuck sagas, the outbox) are
+the same number seen from every replica; they are exported only while `database_gauges` is
+set, which the one replica holding the gauge lease does, so a sum over replicas counts them
+once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from contracts import TERMINAL_STATUSES
 
@@ -18,6 +26,24 @@ if TYPE_CHECKING:
 TERMINAL = frozenset(s.value for s in TERMINAL_STATUSES)
 """Saga statuses that end a saga."""
 STEP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0)
+
+
+class _Exported(Collector):
+    """Collects its gauges only while `on` (the replica holds the gauge lease)."""
+
+    def __init__(self, gauges: Iterable[Gauge]) -> None:
+        self.gauges = tuple(gauges)
+        self.on = True
+
+    def describe(self) -> Iterable[Metric]:
+        for gauge in self.gauges:
+            yield from gauge.describe()
+
+    def collect(self) -> Iterable[Metric]:
+        if not self.on:
+            return
+        for gauge in self.gauges:
+            yield from gauge.collect()
 
 
 class Metrics:
@@ -66,12 +92,12 @@ class Metrics:
             "convection_outbox_dead", "Outbox rows parked as dead.", registry=r
         )
         self.outbox_backlog = Gauge(
-            "convection_outbox_backlog", "Outbox rows waiting to be sent.", registry=r
+            "convection_outbox_backlog", "Outbox rows waiting to be sent.", registry=None
         )
         self.outbox_oldest_age = Gauge(
             "convection_outbox_oldest_pending_age_seconds",
             "Age of the oldest unsent outbox row.",
-            registry=r,
+            registry=None,
         )
         self.parked = Counter(
             "convection_coordinator_parked_events",
@@ -105,15 +131,29 @@ class Metrics:
         )
         self.sagas_in_flight = Gauge(
             "convection_sagas_in_flight",
-            "Sagas not yet finished, by status (refreshed from the database on each scrape).",
+            "Sagas not yet finished, by status (refreshed from the database on each scrape; "
+            "exported by one replica).",
             ["status"],
-            registry=r,
+            registry=None,
         )
         self.sagas_stuck = Gauge(
             "convection_sagas_stuck",
-            "Running or compensating sagas with a step past its deadline.",
-            registry=r,
+            "Running or compensating sagas with a step past its deadline (one replica).",
+            registry=None,
         )
+        self._database = _Exported(
+            (self.sagas_in_flight, self.sagas_stuck, self.outbox_backlog, self.outbox_oldest_age)
+        )
+        r.register(self._database)
+
+    @property
+    def database_gauges(self) -> bool:
+        """Whether the gauges of the whole database are exported by this replica."""
+        return self._database.on
+
+    @database_gauges.setter
+    def database_gauges(self, on: bool) -> None:
+        self._database.on = on
 
     def record(self, previous: SagaState | None, state: SagaState) -> None:
         """Count what one applied decision changed: a start, an end, finished steps.

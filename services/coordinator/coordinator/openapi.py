@@ -12,7 +12,7 @@ def _errors(*codes: int) -> dict[str, Any]:
         400: "Bad request (not JSON, bad query)",
         401: "Missing or unknown token",
         403: "The token's role may not do this",
-        404: "No such saga, step or dead letter",
+        404: "No such saga, step or dead letter (or not a saga id)",
         409: "Not possible now (the saga's current state; a dead letter replayed already)",
         413: "Body too large",
         422: "The body or input does not validate",
@@ -31,7 +31,35 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_SAGA_ID = {"name": "saga_id", "in": "path", "required": True, "schema": {"type": "string"}}
+_SAGA_ID = {
+    "name": "saga_id",
+    "in": "path",
+    "required": True,
+    "description": "The saga id, percent-encoded: a `/` in it is sent as `%2F`",
+    "schema": {"type": "string", "maxLength": 128},
+}
+_TIME = {"type": "string", "format": "date-time"}
+_LIST_PARAMETERS = [
+    ("status", {"type": "string"}, "Comma list of statuses: any of them"),
+    ("saga_type", {"type": "string"}, "One saga type"),
+    ("stuck", {"type": "boolean"}, "true: only stuck sagas; false: only those not stuck"),
+    ("resource", {"type": "string"}, "A resource the saga locks, e.g. ns:ns-web-1"),
+    ("error_code", {"type": "string"}, "The code of the saga's error"),
+    ("started_after", _TIME, "Created at or after (RFC 3339 with a timezone)"),
+    ("started_before", _TIME, "Created before (RFC 3339 with a timezone)"),
+    ("since", _TIME, "Alias of started_after"),
+    ("until", _TIME, "Alias of started_before"),
+    ("limit", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50}, "Page size"),
+    ("cursor", {"type": "string"}, "The next_cursor of the previous page (opaque)"),
+]
+_INPUT_FIELD = {
+    "name": "input",
+    "in": "query",
+    "description": "input.<field>=<value> (dotted paths reach nested fields; any number of "
+    "them): the input's field, as text, equals the value",
+    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+    "style": "deepObject",
+}
 _REASON = {
     "required": True,
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reason"}}},
@@ -226,10 +254,14 @@ def document() -> dict[str, Any]:
                         "saga_id": {"type": "string"},
                         "saga_type": {"type": "string"},
                         "status": {"type": "string"},
+                        "version": {"type": "integer"},
+                        "parked": {"type": ["string", "null"]},
                         "current_step": {"type": ["string", "null"]},
                         "trace_id": {"type": ["string", "null"]},
-                        "created_at": {"type": "string"},
-                        "updated_at": {"type": "string"},
+                        "created_at": _TIME,
+                        "updated_at": _TIME,
+                        "error": {"type": ["object", "null"]},
+                        "resources": {"type": "array", "items": {"type": "string"}},
                     },
                 },
                 "Saga": {
@@ -265,18 +297,14 @@ def document() -> dict[str, Any]:
                     "responses": {"202": _ACCEPTED, **_errors(400, 401, 403, 409, 413, 422)},
                 },
                 "get": {
-                    "summary": "List sagas, newest first",
+                    "summary": "List sagas, newest first; an unknown parameter or a bad value is "
+                    "a 400 naming it",
                     "parameters": [
-                        {"name": n, "in": "query", "schema": {"type": "string"}}
-                        for n in (
-                            "status",
-                            "saga_type",
-                            "since",
-                            "until",
-                            "stuck",
-                            "limit",
-                            "cursor",
-                        )
+                        *(
+                            {"name": n, "in": "query", "schema": schema, "description": text}
+                            for n, schema, text in _LIST_PARAMETERS
+                        ),
+                        _INPUT_FIELD,
                     ],
                     "responses": {
                         "200": _json(
@@ -302,12 +330,15 @@ def document() -> dict[str, Any]:
                     "parameters": [_SAGA_ID],
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/Saga"}, "The saga"),
-                        **_errors(401, 404),
+                        **_errors(400, 401, 404),
                     },
                 }
             },
             "/sagas/{saga_id}/cancel": {"post": {"summary": "Cancel (compensate)", **verb}},
             "/sagas/{saga_id}/retry": {"post": {"summary": "Resume a failed saga", **verb}},
+            "/sagas/{saga_id}/abandon": {
+                "post": {"summary": "Give a saga up for good, compensating nothing more", **verb}
+            },
             "/sagas/{saga_id}/steps/{step}/skip": {
                 "post": {
                     "summary": "Mark a failed compensation done by hand",
@@ -325,7 +356,9 @@ def document() -> dict[str, Any]:
             },
             "/stats": {
                 "get": {
-                    "summary": "Counts, rates and durations per saga type and step",
+                    "summary": "Per saga type and step, in the saga's order: counts by outcome, "
+                    "success_rate (completed), failure_rate (other endings but cancelled), "
+                    "cancelled_rate, mean and p95 durations",
                     "parameters": [
                         {"name": "window", "in": "query", "schema": {"type": "integer"}}
                     ],

@@ -1,6 +1,6 @@
 """The one face of a running coordinator for people and tools (the API, the CLI through it).
 
-Start, cancel, retry, skip, list, get and stats.
+Start, cancel, retry, skip, abandon, list, get and stats.
 
 The HTTP API (and through it the CLI) calls only these. Every change runs through the same
 transaction path as a message, so an operator's verb and a participant's reply never race.
@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -26,6 +26,7 @@ from coordinator.core import (
 from coordinator.outcome import Outcome
 from coordinator.processor import Processor
 from coordinator.store import HistoryRow, SagaFilter, queries
+from coordinator.store.queries import Position
 from coordinator.trace import saga_start_span
 from sagas import Registry
 
@@ -55,6 +56,14 @@ class Started:
     note: str = ""
     errors: tuple[dict[str, Any], ...] = field(default=())
     """For invalid_input: the input's field errors."""
+
+
+@dataclass(frozen=True)
+class SagaPage:
+    """One page of a saga list, and where the next one starts (None: this is the last)."""
+
+    items: list[dict[str, Any]]
+    next_after: Position | None
 
 
 class Operations:
@@ -137,11 +146,16 @@ class Operations:
             held = await queries.lock_queues(conn, saga_id) if state.resources else {}
         return SagaView(state, history, wait, held, parked)
 
-    async def list_sagas(self, f: SagaFilter) -> list[dict[str, Any]]:
-        """Return saga summaries, newest first, with the step each is busy with."""
+    async def list_sagas(self, f: SagaFilter) -> SagaPage:
+        """Return a page of saga summaries, newest first, with the step each is busy with."""
         async with self._store.reading() as conn:
             now = await self._store.now(conn)
-            return await self._store.list_sagas(conn, f, now)
+            # One more than asked tells whether another page follows.
+            rows = await self._store.list_sagas(conn, replace(f, limit=f.limit + 1), now)
+        items = rows[: f.limit]
+        more = len(rows) > f.limit and items
+        last = items[-1] if more else None
+        return SagaPage(items, (last["created_at"], last["saga_id"]) if last else None)
 
     async def stats(self, window: timedelta) -> dict[str, Any]:
         """Per saga type and per step, over the last `window`: counts, rates, durations."""

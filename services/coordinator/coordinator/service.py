@@ -40,6 +40,7 @@ from coordinator.relay import OutboxRelay
 from coordinator.senders import Senders
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import SagaFilter, Store, check_schema, queries
+from coordinator.store.dialect import Lease
 from coordinator.timers import Timers
 from sagas import Registry, secret_paths
 
@@ -78,6 +79,7 @@ class Coordinator:
         self._operations: Operations | None = None
         self._database = database_outage()
         self._dead_letters: DeadLetterOps | None = None
+        self._gauge_lease: Lease | None = None
         self._started = False
 
     @property
@@ -122,8 +124,16 @@ class Coordinator:
         return generate_latest(self.metrics.registry)
 
     async def refresh_gauges(self) -> None:
-        """Bring the gauges up to date from the database (called on each /metrics scrape)."""
-        if self._processor is None:
+        """Bring the gauges up to date from the database (called on each /metrics scrape).
+
+        They describe the whole database, so only the replica holding the gauge lease
+        exports them; the others omit those series until they take the lease over.
+        """
+        if self._processor is None or self._gauge_lease is None:
+            return
+        held = await self._gauge_lease.held()
+        self.metrics.database_gauges = held
+        if not held:
             return
         store = self._processor.store
         async with store.reading() as conn:
@@ -190,6 +200,7 @@ class Coordinator:
             failpoints = Failpoints(s.failpoint, KNOWN_FAILPOINTS)
             seal = self._sealer()
             self._database = database_outage()
+            self._gauge_lease = Lease(self._db_engine)
             self._relay = OutboxRelay(
                 store=store,
                 transport=self._transport,
@@ -248,7 +259,11 @@ class Coordinator:
         logger.info("coordinator started")
 
     async def stop(self) -> None:
-        """Stop consuming (finishing what is in flight), stop timers, flush the outbox once."""
+        """Stop consuming (finishing what is in flight), stop timers, flush the outbox once.
+
+        Stopping twice is harmless: a second flush would open a connection on the engine
+        the first one disposed of.
+        """
         for consumer in self._consumers:
             await consumer.stop()
         self._consumers.clear()
@@ -256,12 +271,17 @@ class Coordinator:
             await self._collector.stop()
         if self._timers is not None:
             await self._timers.stop()
+            self._timers = None
         if self._relay is not None:
-            await self._relay.stop()
+            relay, self._relay = self._relay, None
+            await relay.stop()
             try:
-                await asyncio.wait_for(self._relay.flush(max_batches=10), timeout=10)
+                await asyncio.wait_for(relay.flush(max_batches=10), timeout=10)
             except Exception:
                 logger.exception("final outbox flush failed; the rows stay for another relay")
+        if self._gauge_lease is not None:
+            await self._gauge_lease.close()
+            self._gauge_lease = None
         if self._owns_transport and self._transport is not None:
             await self._transport.close()
             self._transport = None
@@ -309,9 +329,10 @@ class Coordinator:
     ) -> list[dict[str, object]]:
         """Return saga summaries (see `Operations.list_sagas`)."""
         statuses = (status,) if status else ()
-        return await self.operations.list_sagas(
+        page = await self.operations.list_sagas(
             SagaFilter(statuses=statuses, saga_type=saga_type, limit=limit)
         )
+        return page.items
 
 
 async def readiness(engine: AsyncEngine | None, transport: Transport | None) -> dict[str, str]:

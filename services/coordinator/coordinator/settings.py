@@ -9,6 +9,8 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from convection.startup import check_url
+
 
 class CoordinatorSettings(BaseSettings):
     """Settings of one coordinator process."""
@@ -61,6 +63,7 @@ class CoordinatorSettings(BaseSettings):
     def _amqp_scheme(cls, value: str) -> str:
         if not value.startswith(("amqp://", "amqps://", "memory://")):
             raise ValueError("must start with amqp://, amqps:// or memory://")
+        check_url(value)
         return value
 
     @field_validator("failpoint")
@@ -88,6 +91,14 @@ class CoordinatorSettings(BaseSettings):
     def _db_scheme(cls, value: str) -> str:
         if not value.startswith(("postgresql", "postgres", "sqlite")):
             raise ValueError("must be a postgresql:// or sqlite:// URL")
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            make_url(value)
+        except (ArgumentError, ValueError):
+            raise ValueError("does not parse as a database URL") from None
+        check_url(value)
         return value
 
 

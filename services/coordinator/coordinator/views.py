@@ -74,7 +74,8 @@ def saga_detail(view: SagaView, *, command_ids: bool = True) -> dict[str, Any]:
 
 
 def _entry(row_id: int, entry: HistoryEntry, command_ids: bool) -> dict[str, Any]:
-    data: dict[str, Any] = {"id": row_id, **entry.model_dump(mode="json")}
+    # Python mode: the API's encoder writes every datetime in its one format.
+    data: dict[str, Any] = {"id": row_id, **entry.model_dump()}
     if not command_ids and isinstance(data.get("detail"), dict):
         data["detail"] = {k: v for k, v in data["detail"].items() if k != "command_id"}
     return data

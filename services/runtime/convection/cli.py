@@ -2,7 +2,13 @@
 
 The runtime does not import the services (dependencies point one way), so each installed
 service adds its commands through the `convection.commands` entry-point group: the entry
-point is a function that takes the root typer app and registers commands on it.
+point is a function that takes the root typer app and registers commands on it. Such a
+module imports nothing heavy at module level (the commands import what they need when they
+run), so `convection --help` and `convection version` answer without the I/O stack.
+
+Adapters are found through their `convection.adapters` entry points (name -> the embedded
+runner, `package:run`) without importing them: `convection adapter <name>` runs the
+package as `python -m <package>` would.
 """
 
 from __future__ import annotations
@@ -15,9 +21,12 @@ from typing import Annotated
 import typer
 
 from convection import operator_cli
+from convection.cli_adapters import add_adapter
 
 COMMANDS_GROUP = "convection.commands"
 """Entry-point group through which services add subcommands."""
+ADAPTERS_GROUP = "convection.adapters"
+"""Entry-point group of the adapters: `convection adapter <name>` for each."""
 
 _log = logging.getLogger(__name__)
 
@@ -92,6 +101,8 @@ def build_app() -> typer.Typer:
 
         raise typer.Exit(asyncio.run(run_demo(amqp_url, db_url, per_saga=timeout)))
 
+    for ep in sorted(entry_points(group=ADAPTERS_GROUP), key=lambda e: e.name):
+        add_adapter(app, ep)
     for ep in sorted(entry_points(group=COMMANDS_GROUP), key=lambda e: e.name):
         try:
             register = ep.load()

@@ -1,18 +1,31 @@
-"""A small client of the coordinator's HTTP API, used by the operator CLI.
+"""A small client of the coordinator's HTTP API, used by the operator CLI and the demo.
+
+Saga ids and step names are percent-encoded in paths (a `/` in an id travels as `%2F`).
 
 Errors::
 
     ApiError            the API answered with a problem (status, title, detail, field errors)
      +-- Unreachable    no answer at all: wrong URL, coordinator down, network
+    WaitTimedOut        `start(..., wait=True)` gave up before the saga ended
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+import builtins
+import json
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
+
+ENDED = frozenset(
+    {"completed", "compensated", "failed", "compensation_failed", "cancelled", "abandoned"}
+)
+"""Statuses in which a saga never changes on its own: waiting for one of them ends."""
 
 
 @dataclass
@@ -36,6 +49,24 @@ class Unreachable(ApiError):
     """Nothing answered at the API's URL."""
 
 
+class WaitTimedOut(Exception):
+    """A saga had not ended when the wait gave up; `saga` is what it looked like last."""
+
+    def __init__(self, saga: dict[str, Any], waited: float) -> None:
+        super().__init__(f"saga {saga.get('saga_id')} is still {saga.get('status')}")
+        self.saga = saga
+        self.waited = waited
+
+
+def saga_path(saga_id: str, *rest: str) -> str:
+    """Return the API path of a saga (and what follows), every part percent-encoded."""
+    return "/".join(["/sagas", *(quote(part, safe="") for part in (saga_id, *rest))])
+
+
+Progress = Callable[[dict[str, Any]], None]
+"""Called with the saga each time a wait looks at it."""
+
+
 class Client:
     """Calls the coordinator's HTTP API with a bearer token."""
 
@@ -49,8 +80,8 @@ class Client:
         method: str,
         path: str,
         *,
-        json: Any = None,
-        params: dict[str, str] | None = None,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
         """Send one request; return the decoded JSON body or raise ApiError."""
@@ -61,12 +92,19 @@ class Client:
                 session.request(
                     method,
                     url,
-                    json=json,
-                    params=params,
+                    json=body,
+                    params=dict(params) if params else None,
                     headers={**self._headers, **(headers or {})},
                 ) as resp,
             ):
-                body = await resp.json(content_type=None) if resp.content_length != 0 else None
+                raw = await resp.read()
+                try:
+                    body = json.loads(raw) if raw else None
+                except ValueError:
+                    # Not ours (a proxy's page, a crash): keep its first words as the detail.
+                    if resp.status < 400:
+                        raise
+                    body = {"detail": raw.decode(errors="replace").strip()[:300]}
                 if resp.status >= 400:
                     problem = body if isinstance(body, dict) else {}
                     raise ApiError(
@@ -86,26 +124,72 @@ class Client:
         *,
         saga_id: str | None = None,
         idempotency_key: str | None = None,
+        wait: bool = False,
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds the wait for the saga's end
+        progress: Progress | None = None,
     ) -> Any:
-        """Start a saga."""
+        """Start a saga; with `wait`, return the saga once it ended (its `status` says how).
+
+        Without `wait` the answer is the API's `{saga_id, status}`. With it, the saga is
+        polled until it reaches one of `ENDED`; `timeout` seconds (None: no limit) bound the
+        wait, after which `WaitTimedOut` carries the saga as last seen.
+        """
         body: dict[str, Any] = {"saga_type": saga_type, "input": data}
         if saga_id:
             body["saga_id"] = saga_id
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return await self.request("POST", "/sagas", json=body, headers=headers)
+        started = await self.request("POST", "/sagas", body=body, headers=headers)
+        if not wait:
+            return started
+        return await self.wait(str(started["saga_id"]), timeout=timeout, progress=progress)
 
-    async def list(self, **filters: str) -> Any:
-        """List sagas with filters (status, saga_type, since, until, stuck, limit, cursor)."""
-        return await self.request("GET", "/sagas", params={k: v for k, v in filters.items() if v})
+    async def wait(
+        self,
+        saga_id: str,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - bounds many polls, not one call
+        progress: Progress | None = None,
+    ) -> dict[str, Any]:
+        """Poll a saga until it ended; return it, or raise WaitTimedOut after `timeout` s."""
+        began = time.monotonic()
+        pause = 0.1
+        while True:
+            saga: dict[str, Any] = await self.show(saga_id)
+            if progress is not None:
+                progress(saga)
+            if saga.get("status") in ENDED:
+                return saga
+            waited = time.monotonic() - began
+            if timeout is not None and waited >= timeout:
+                raise WaitTimedOut(saga, waited)
+            left = float("inf") if timeout is None else timeout - waited
+            await asyncio.sleep(min(pause, left))
+            pause = min(pause * 1.5, 1.0)
+
+    async def list(self, params: Mapping[str, str] | None = None, **filters: str) -> Any:
+        """One page of sagas: `{items, next_cursor}` (filters as the API's query parameters)."""
+        query = {**(params or {}), **filters}
+        return await self.request("GET", "/sagas", params={k: v for k, v in query.items() if v})
+
+    async def list_all(self, params: Mapping[str, str], *, page: int = 500) -> builtins.list[Any]:
+        """Every saga matching `params`, following `next_cursor` to the last page."""
+        items: builtins.list[Any] = []
+        query = {**params, "limit": str(page)}
+        while True:
+            out = await self.list(query)
+            items += out["items"]
+            if not out.get("next_cursor"):
+                return items
+            query["cursor"] = out["next_cursor"]
 
     async def show(self, saga_id: str) -> Any:
         """One saga with its steps and history."""
-        return await self.request("GET", f"/sagas/{saga_id}")
+        return await self.request("GET", saga_path(saga_id))
 
     async def verb(self, saga_id: str, verb: str, reason: str, step: str | None = None) -> Any:
-        """Cancel, retry or skip (a step's failed compensation), with a reason."""
-        path = f"/sagas/{saga_id}/steps/{step}/skip" if step else f"/sagas/{saga_id}/{verb}"
-        return await self.request("POST", path, json={"reason": reason})
+        """Cancel, retry, abandon or skip (a step's failed compensation), with a reason."""
+        path = saga_path(saga_id, "steps", step, "skip") if step else saga_path(saga_id, verb)
+        return await self.request("POST", path, body={"reason": reason})
 
     async def stats(self, window: int) -> Any:
         """Counts, rates and durations per saga type and step over a window in seconds."""
@@ -125,7 +209,7 @@ class Client:
         body: dict[str, Any] = {"reason": reason}
         if again:
             body["again"] = True
-        return await self.request("POST", f"/dead-letters/{dead_letter_id}/replay", json=body)
+        return await self.request("POST", f"/dead-letters/{dead_letter_id}/replay", body=body)
 
     async def purge(
         self,
@@ -138,4 +222,4 @@ class Client:
         """Delete the dead letters every given selector matches."""
         selectors = {"ids": [*ids] or None, "queue": queue, "reason": reason, "replayed": replayed}
         body = {k: v for k, v in selectors.items() if v is not None}
-        return await self.request("POST", "/dead-letters/purge", json=body)
+        return await self.request("POST", "/dead-letters/purge", body=body)

@@ -15,13 +15,14 @@ import os
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from convection.client import ApiError, Client, Unreachable
+if TYPE_CHECKING:
+    from convection.client import ApiError, Client
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_CONFLICT, EXIT_UNREACHABLE, EXIT_AUTH = (
     0,
@@ -50,12 +51,16 @@ OutputOpt = typer.Option("text", "--output", "-o", help="text or json.")
 
 
 def _client() -> Client:
+    from convection.client import Client
+
     url = os.environ.get("CONVECTION_API_URL", "http://127.0.0.1:8080")
     return Client(url, os.environ.get("CONVECTION_API_TOKEN"))
 
 
 def exit_code(exc: ApiError) -> int:
     """Return the documented exit code of an API failure."""
+    from convection.client import Unreachable
+
     if isinstance(exc, Unreachable):
         return EXIT_UNREACHABLE
     by_status = {401: EXIT_AUTH, 403: EXIT_AUTH, 404: EXIT_NOT_FOUND, 409: EXIT_CONFLICT}
@@ -63,6 +68,8 @@ def exit_code(exc: ApiError) -> int:
 
 
 def _explain(exc: ApiError) -> None:
+    from convection.client import Unreachable
+
     hint = {
         EXIT_AUTH: "\nSet CONVECTION_API_TOKEN to a token with the right role.",
         EXIT_UNREACHABLE: "\nIs the coordinator running? Set CONVECTION_API_URL.",
@@ -72,6 +79,8 @@ def _explain(exc: ApiError) -> None:
 
 
 def _call(fn: Callable[[Client], Coroutine[Any, Any, Any]]) -> Any:
+    from convection.client import ApiError
+
     try:
         return asyncio.run(fn(_client()))
     except ApiError as exc:
@@ -205,6 +214,8 @@ def register(app: typer.Typer) -> None:
             if not typer.confirm(f"Replay dead letter(s) {ids}?"):
                 typer.echo("nothing replayed")
                 raise typer.Exit(EXIT_REFUSED)
+        from convection.client import ApiError
+
         failed = EXIT_OK
         for dead_letter_id in dead_letter_ids:
             try:

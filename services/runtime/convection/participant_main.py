@@ -1,8 +1,14 @@
 """The process shell every adapter shares: settings from the environment, signals, clean exit.
 
-An adapter's `__main__` calls `main(...)`: it reads the settings once (a clear error and exit
-code 2 when they are invalid), connects the transport and the database, runs the participant
-until SIGTERM or SIGINT, stops the consumer gracefully and exits 0.
+An adapter's `__main__` calls `main(...)`: it reads the settings once, checks the database
+and connects the transport, runs the participant until SIGTERM or SIGINT, stops the consumer
+gracefully and exits 0. A failure to start is one line in the log and an exit code
+(`convection.startup`; the same for every adapter and `convection participant`):
+
+    0  stopped gracefully after SIGTERM or SIGINT
+    2  bad settings (a variable missing or malformed, a URL that does not parse)
+    4  the database is unavailable: unreachable, no such database, login refused
+    5  the broker is unavailable: unreachable, no such vhost, login refused
 
 Environment (every adapter):
 
@@ -18,8 +24,9 @@ Environment (every adapter):
     CONVECTION_DECLARE_TOPOLOGY  false: declare nothing, only check that the queues and
                            exchanges exist (a broker user without configure permission)
 
-`register_adapter` adds `convection adapter <name>`: the first adapter package to register
-creates the `adapter` group and the others add to it, so the packages stay independent.
+`register_adapter` (from `convection.cli_adapters`) adds `convection adapter <name>`.
+
+Nothing heavy is imported at module level: the I/O stack loads when a process starts.
 """
 
 from __future__ import annotations
@@ -29,26 +36,35 @@ import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeAlias, TypeVar
 
-import typer
-from prometheus_client import start_http_server
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts.topology import EXCHANGES, Topology, service_queue
-from convection.db import make_engine
-from convection.health import Heartbeat
-from convection.participant import FAILPOINTS
-from convection.participant_metrics import ParticipantMetrics
-from convection.sealing import Vault
-from convection.tracing import setup_logging, setup_tracing
-from convection.transport import Transport, TransportError, open_transport
+from convection import startup
+from convection.cli_adapters import GROUP, adapter_group, register_adapter
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+    from convection.participant_metrics import ParticipantMetrics
+    from convection.transport import Transport
 
 logger = logging.getLogger(__name__)
+
+__all__ = [
+    "GROUP",
+    "ParticipantSettings",
+    "Runner",
+    "SettingsError",
+    "adapter_group",
+    "load_settings",
+    "main",
+    "register_adapter",
+    "serve",
+    "topology_of",
+]
 
 
 class SettingsError(ValueError):
@@ -87,22 +103,36 @@ class ParticipantSettings(BaseSettings):
     @field_validator("db_url")
     @classmethod
     def _parsable_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
         try:
             make_url(value)
         except ArgumentError as exc:
             raise ValueError("not a database URL") from exc
+        startup.check_url(value)
+        return value
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _parsable_amqp_url(cls, value: str) -> str:
+        startup.check_url(value)
         return value
 
     @field_validator("vault_key")
     @classmethod
     def _usable_key(cls, value: str | None) -> str | None:
         if value:
+            from convection.sealing import Vault
+
             Vault(value)  # raises SealingError (a ValueError) saying what is wrong
         return value or None
 
     @field_validator("failpoint")
     @classmethod
     def _known_failpoint(cls, value: str | None) -> str | None:
+        from convection.participant import FAILPOINTS
+
         if value and value not in FAILPOINTS:
             raise ValueError(f"unknown failpoint; known: {', '.join(sorted(FAILPOINTS))}")
         return value or None
@@ -110,7 +140,9 @@ class ParticipantSettings(BaseSettings):
 
 S = TypeVar("S", bound=ParticipantSettings)
 
-Runner = Callable[[S, Transport, AsyncEngine, asyncio.Event, ParticipantMetrics], Awaitable[None]]
+Runner: TypeAlias = (
+    "Callable[[S, Transport, AsyncEngine, asyncio.Event, ParticipantMetrics], Awaitable[None]]"
+)
 """Runs an adapter's participant with its settings until the event is set, counting into the
 metrics the process serves."""
 
@@ -137,8 +169,17 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
     """Connect, run `runner` until SIGTERM/SIGINT, then stop and disconnect.
 
     The transport declares only the command queues of `services`: a participant declares
-    its own queue, never another service's.
+    its own queue, never another service's. The database is checked and the broker connected
+    first; a failure there raises `StartupFailure` saying which and why.
     """
+    from prometheus_client import start_http_server
+    from sqlalchemy import text
+
+    from convection.db import make_engine
+    from convection.health import Heartbeat
+    from convection.participant_metrics import ParticipantMetrics
+    from convection.transport import open_transport
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -151,14 +192,25 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
     # Enough connections for every delivery in flight plus the handlers' own queries.
     engine = make_engine(settings.db_url, pool_size=settings.prefetch)
     try:
-        topology = topology_of(services)
-        declare = settings.declare_topology
         if settings.coordinator_user is None:
             logger.warning(
                 "commands are accepted from any broker user: set CONVECTION_COORDINATOR_USER "
                 "(docs/security.md)"
             )
-        async with open_transport(settings.amqp_url, topology, declare=declare) as transport:
+        transport = open_transport(
+            settings.amqp_url, topology_of(services), declare=settings.declare_topology
+        )
+        try:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            with startup.quiet_connect():
+                await transport.connect()
+        except Exception as exc:
+            failure = startup.classify(exc, db_url=settings.db_url, amqp_url=settings.amqp_url)
+            if failure is None:
+                raise
+            raise failure from exc
+        try:
             beat = None
             if settings.health_file:
                 # Container health checks read this file (`convection health --file ...`).
@@ -170,6 +222,8 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
                     beat.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await beat
+        finally:
+            await transport.close()
     finally:
         await engine.dispose()
         if exporter is not None:
@@ -177,46 +231,24 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
 
 
 def main(service: str, settings_type: type[S], runner: Runner[S]) -> int:
-    """Run an adapter process; return its exit code (0 after a signal, 1 or 2 on errors)."""
+    """Run an adapter process; return its exit code (see the module's list)."""
+    from convection.tracing import setup_logging, setup_tracing
+
     setup_logging("INFO")
     try:
         settings = load_settings(settings_type)
     except SettingsError as exc:
         logger.error("%s-adapter: %s", service, exc)  # noqa: TRY400 - no traceback for bad input
-        return 2
+        return startup.SETTINGS
     logging.getLogger().setLevel(settings.log_level.upper())
     tracing = setup_tracing(f"{service}-adapter")
     try:
         asyncio.run(serve(settings, runner, [service]))
-    except TransportError as exc:
-        logger.error("%s-adapter: broker unusable: %s", service, exc)  # noqa: TRY400
-        return 1
+    except startup.StartupFailure as exc:
+        logger.error("%s-adapter: %s", service, exc)  # noqa: TRY400 - one line, no traceback
+        return exc.code
     finally:
         # Spans still in the batch processor are lost unless the provider is shut down.
         tracing.shutdown()
     logger.info("%s-adapter: exited cleanly", service)
     return 0
-
-
-GROUP = "adapter"
-"""Name of the command group the adapters share."""
-
-
-def adapter_group(app: typer.Typer) -> typer.Typer:
-    """Return the `adapter` group of `app`, creating it the first time."""
-    for group in app.registered_groups:
-        if group.name == GROUP and group.typer_instance is not None:
-            return group.typer_instance
-    group_app = typer.Typer(name=GROUP, help="Run an adapter service.", no_args_is_help=True)
-    app.add_typer(group_app, name=GROUP)
-    return group_app
-
-
-def register_adapter(app: typer.Typer, name: str, entry: Callable[[], int], help_text: str) -> None:
-    """Add `convection adapter <name>`, which runs `entry` and exits with its code."""
-
-    def command() -> None:
-        raise typer.Exit(entry())
-
-    command.__doc__ = help_text
-    adapter_group(app).command(name, help=help_text)(command)

@@ -4,7 +4,8 @@ Each reference names a `convection.Participant` declared in an installed (or imp
 module. Settings come from the same environment variables as the stock adapters (see
 `convection.participant_main`); the process declares the command queue of each participant's
 service, runs them until SIGTERM or SIGINT and exits 0. A reference that does not name a
-Participant, or settings that do not validate, exit 2 with what to fix.
+Participant, or settings that do not validate, exit 2 with what to fix; a database or broker
+that is not there exits 4 or 5 (the codes of `convection.participant_main`), in one line.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from convection import startup
 from convection.participant import Participant
 from convection.participant_main import (
     ParticipantSettings,
@@ -25,7 +27,7 @@ from convection.participant_main import (
 )
 from convection.participant_metrics import ParticipantMetrics
 from convection.tracing import setup_logging, setup_tracing
-from convection.transport import Transport, TransportError
+from convection.transport import Transport
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,11 @@ def resolve(reference: str) -> Participant:
         value: object = importlib.import_module(module_name)
     except ImportError as exc:
         raise BadReference(f"cannot import {module_name!r}: {exc}; is it installed?") from exc
+    except Exception as exc:
+        # Its own code failed at import: say where, without a traceback for a bad module.
+        raise BadReference(
+            f"importing {module_name!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in attr.split("."):
         try:
             value = getattr(value, part)
@@ -61,11 +68,11 @@ def run_participants(references: Sequence[str]) -> int:
         settings = load_settings(ParticipantSettings)
     except (BadReference, SettingsError) as exc:
         logger.error("participant: %s", exc)  # noqa: TRY400 - no traceback for bad input
-        return 2
+        return startup.SETTINGS
     services = sorted({p.service for p in participants})
     if len(services) != len(participants):
         logger.error("participant: two participants serve one service: %s", references)
-        return 2
+        return startup.SETTINGS
     logging.getLogger().setLevel(settings.log_level.upper())
     tracing = setup_tracing("-".join(services))
 
@@ -93,9 +100,9 @@ def run_participants(references: Sequence[str]) -> int:
 
     try:
         asyncio.run(serve(settings, runner, services))
-    except TransportError as exc:
-        logger.error("participant: broker unusable: %s", exc)  # noqa: TRY400
-        return 1
+    except startup.StartupFailure as exc:
+        logger.error("participant: %s", exc)  # noqa: TRY400 - one line, no traceback
+        return exc.code
     finally:
         tracing.shutdown()
     logger.info("participant %s: exited cleanly", ", ".join(services))

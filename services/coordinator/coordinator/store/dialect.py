@@ -1,6 +1,7 @@
 """Where PostgreSQL and SQLite differ, in one place.
 
-The clock, row locks, upserts, wake-ups, and what their errors mean.
+The clock, row locks, upserts, wake-ups, JSON list containment, the one-replica lease, and
+what their errors mean.
 
 PostgreSQL is the production store: the database clock, `FOR UPDATE [SKIP LOCKED]`, and
 NOTIFY (a commit with outbox rows wakes the relays of every replica) do the work there.
@@ -19,8 +20,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy import Select, Table, select, text
+from sqlalchemy import Select, Table, exists, func, select, text, type_coerce
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -122,6 +124,90 @@ class Dialect:
                 if conn is not None and not conn.is_closed():
                     with contextlib.suppress(Exception):
                         await asyncio.shield(conn.close(timeout=2))
+
+
+def json_list_contains(dialect: str, column: Any, value: str) -> Any:
+    """Return a condition: the JSON list in `column` has `value` as one of its items.
+
+    PostgreSQL: jsonb containment (`@>`); SQLite: a match among the items of `json_each`.
+    """
+    if dialect == "postgresql":
+        return type_coerce(column, JSONB).contains([value])
+    items = func.json_each(column).table_valued("value")
+    return exists(select(1).select_from(items).where(items.c.value == value))
+
+
+_LEASE_KEY = (0x636F6E76, 1)
+"""The advisory lock of the gauge lease: two int4 keys, a space apart from the bigint keys
+of `lock_resources`."""
+
+
+LEASE_APPLICATION = "convection-gauge-lease"
+"""The application_name of a lease's connection, as `pg_stat_activity` shows it."""
+
+
+class Lease:
+    """One replica's claim to a singleton duty (exporting the whole database's gauges).
+
+    PostgreSQL: a session advisory lock held on a connection of its own; `held()` checks the
+    connection is alive and takes the lock again when it was lost (the connection dropped, the
+    backend was terminated), so some live replica always ends up holding it. SQLite: one
+    process per database file, so it always holds it.
+    """
+
+    def __init__(self, engine: AsyncEngine, *, key: tuple[int, int] = _LEASE_KEY) -> None:
+        self._postgres = engine.dialect.name == "postgresql"
+        url = engine.url.render_as_string(hide_password=False)
+        self._dsn = asyncpg_dsn(url) if self._postgres else ""
+        self._key = key
+        self._conn: asyncpg.Connection | None = None
+        self._held = False
+        self._lock = asyncio.Lock()
+
+    async def held(self) -> bool:
+        """Tell whether this replica holds the lease now, trying to take it if not."""
+        if not self._postgres:
+            return True
+        async with self._lock:
+            try:
+                return await self._check()
+            except Exception as exc:
+                # Whatever broke (a terminated backend shows as several driver errors), the
+                # connection is given up; the next scrape connects afresh.
+                logger.warning("gauge lease: %r; trying again on the next scrape", exc)
+                await self._drop()
+                return False
+
+    async def _check(self) -> bool:
+        if self._conn is not None and self._conn.is_closed():
+            await self._drop()
+        if self._conn is None:
+            self._conn = await asyncpg.connect(
+                self._dsn, timeout=5, server_settings={"application_name": LEASE_APPLICATION}
+            )
+        if self._held:
+            # A query on the dedicated connection proves the session (and its lock) lives.
+            await self._conn.fetchval("SELECT 1", timeout=5)
+            return True
+        self._held = bool(
+            await self._conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", *self._key, timeout=5)
+        )
+        return self._held
+
+    async def _drop(self) -> None:
+        conn, self._conn, self._held = self._conn, None, False
+        if conn is None or conn.is_closed():
+            return
+        try:
+            await asyncio.shield(conn.close(timeout=2))
+        except Exception:
+            # A dead session cannot say goodbye; drop its socket without one.
+            conn.terminate()
+
+    async def close(self) -> None:
+        """Give the lease up (closing the connection releases the lock)."""
+        async with self._lock:
+            await self._drop()
 
 
 def translate(exc: BaseException) -> StoreError | None:

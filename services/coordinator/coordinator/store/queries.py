@@ -12,34 +12,80 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select
+from sqlalchemy import String, and_, cast, exists, func, not_, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from contracts import TERMINAL_STATUSES, SagaStatus
 from coordinator.core import CompStatus, StepStatus
 from coordinator.core.locks import Claimant, LockQueue
 from coordinator.store import tables as t
+from coordinator.store.dialect import json_list_contains
 from sagas import LockMode
 
 FINISHED = tuple(sorted(s.value for s in TERMINAL_STATUSES))
-"""Statuses that end a saga, for statistics."""
+"""Statuses that end a saga, for statistics and gauges."""
+
+Position = tuple[datetime, str]
+"""Where a page of sagas ends: the last one's (created_at, id) in the list's order."""
 
 
 @dataclass(frozen=True)
 class SagaFilter:
-    """What `GET /sagas` may filter on."""
+    """What a saga list may filter on (`GET /sagas`, `convection list`); every field narrows.
+
+    Attributes:
+        statuses: Any of these statuses.
+        saga_type: This saga type.
+        started_after: Created at or after this time.
+        started_before: Created before this time.
+        stuck: True: only stuck sagas (see `_stuck`); False: only those not stuck.
+        resource: Sagas whose resources include this one (e.g. `ns:ns-web-1`).
+        input_fields: (path, value) pairs: the input's field at that path, as text, equals it.
+        error_code: The saga's error has this code.
+        after: Only sagas after this position (keyset pagination), in the list's order.
+        limit: At most this many.
+    """
 
     statuses: tuple[str, ...] = ()
     saga_type: str | None = None
-    since: datetime | None = None
-    until: datetime | None = None
-    stuck: bool = False
+    started_after: datetime | None = None
+    started_before: datetime | None = None
+    stuck: bool | None = None
+    resource: str | None = None
+    input_fields: tuple[tuple[tuple[str | int, ...], str], ...] = ()
+    error_code: str | None = None
+    after: Position | None = None
     limit: int = 50
-    offset: int = 0
+
+
+def _conditions(f: SagaFilter, now: datetime, dialect: str) -> list[Any]:
+    c = t.sagas.c
+    where: list[Any] = []
+    if f.statuses:
+        where.append(c.status.in_(f.statuses))
+    if f.saga_type:
+        where.append(c.type == f.saga_type)
+    if f.started_after:
+        where.append(c.created_at >= f.started_after)
+    if f.started_before:
+        where.append(c.created_at < f.started_before)
+    if f.stuck is not None:
+        where.append(_stuck(now) if f.stuck else not_(_stuck(now)))
+    if f.resource:
+        where.append(json_list_contains(dialect, c.resources, f.resource))
+    for path, value in f.input_fields:
+        # Cast on both dialects: SQLite's json_extract returns numbers as numbers.
+        where.append(cast(c.input[path].as_string(), String) == value)
+    if f.error_code:
+        where.append(c.error["code"].as_string() == f.error_code)
+    if f.after:
+        at, saga_id = f.after
+        where.append(or_(c.created_at < at, and_(c.created_at == at, c.id > saga_id)))
+    return where
 
 
 async def list_sagas(conn: AsyncConnection, f: SagaFilter, now: datetime) -> list[dict[str, Any]]:
-    """Return saga summaries, newest first, with the step each is busy with."""
+    """Return saga summaries, newest first (ties by id), with the step each is busy with."""
     c = t.sagas.c
     stmt = select(
         c.id,
@@ -51,18 +97,9 @@ async def list_sagas(conn: AsyncConnection, f: SagaFilter, now: datetime) -> lis
         c.updated_at,
         c.error,
         c.parked,
-    )
-    if f.statuses:
-        stmt = stmt.where(c.status.in_(f.statuses))
-    if f.saga_type:
-        stmt = stmt.where(c.type == f.saga_type)
-    if f.since:
-        stmt = stmt.where(c.created_at >= f.since)
-    if f.until:
-        stmt = stmt.where(c.created_at < f.until)
-    if f.stuck:
-        stmt = stmt.where(_stuck(now))
-    stmt = stmt.order_by(c.created_at.desc(), c.id).limit(f.limit).offset(f.offset)
+        c.resources,
+    ).where(*_conditions(f, now, conn.dialect.name))
+    stmt = stmt.order_by(c.created_at.desc(), c.id).limit(f.limit)
     rows = [dict(r) for r in (await conn.execute(stmt)).mappings()]
     current = await _current_steps(conn, [r["id"] for r in rows])
     return [
@@ -77,6 +114,7 @@ async def list_sagas(conn: AsyncConnection, f: SagaFilter, now: datetime) -> lis
             "created_at": r["created_at"],
             "updated_at": r["updated_at"],
             "error": r["error"],
+            "resources": r["resources"],
         }
         for r in rows
     ]
@@ -186,7 +224,12 @@ async def _queues(conn: AsyncConnection, saga_id: str) -> dict[str, LockQueue]:
 
 
 async def stats(conn: AsyncConnection, now: datetime, window: timedelta) -> dict[str, Any]:
-    """Per saga type and per step: count, success and failure rates, mean and p95 durations."""
+    """Per saga type and per step over `window`: counts by outcome, rates, mean and p95.
+
+    `success_rate` is completed over finished, `failure_rate` every other ending but a
+    cancel (compensated, failed, compensation_failed, ...), `cancelled_rate` cancelled: the
+    three add up to 1. Steps come in the saga's order (a group's steps as one line).
+    """
     since = now - window
     c = t.sagas.c
     rows = (
@@ -200,7 +243,10 @@ async def stats(conn: AsyncConnection, now: datetime, window: timedelta) -> dict
     s = t.saga_steps.c
     step_rows = (
         await conn.execute(
-            select(s.saga_id, s.name, s.group_name, s.status, s.started_at, s.finished_at, c.type)
+            select(
+                s.saga_id, s.name, s.group_name, s.ordinal, s.status, s.started_at, s.finished_at
+            )
+            .add_columns(c.type)
             .join(t.sagas, c.id == s.saga_id)
             .where(c.created_at >= since, s.status != "pending")
         )
@@ -212,35 +258,49 @@ async def stats(conn: AsyncConnection, now: datetime, window: timedelta) -> dict
     for saga_type in sorted(by_type):
         sagas = by_type[saga_type]
         finished = [r for r in sagas if r.status in FINISHED]
-        ok = [r for r in finished if r.status == SagaStatus.COMPLETED]
         durations = [(r.updated_at - r.created_at).total_seconds() for r in finished]
+        outcomes = dict.fromkeys(FINISHED, 0)
+        for r in finished:
+            outcomes[r.status] += 1
         step_stats = []
-        for name, runs in steps[saga_type].items():
+        for name, runs in sorted(steps[saga_type].items(), key=lambda kv: _first(kv[1])):
             done = [r for r in runs if r.status in ("succeeded", "failed")]
-            good = [r for r in done if r.status == "succeeded"]
+            good = sum(1 for r in done if r.status == "succeeded")
             times = [
                 (r.finished_at - r.started_at).total_seconds()
                 for r in done
                 if r.finished_at and r.started_at
             ]
-            step_stats.append({"step": name, **_summary(len(runs), len(done), len(good), times)})
+            counts = {"succeeded": good, "failed": len(done) - good}
+            step_stats.append({"step": name, **_summary(len(runs), counts, "succeeded", times)})
         out.append(
             {
                 "saga_type": saga_type,
-                **_summary(len(sagas), len(finished), len(ok), durations),
+                **_summary(len(sagas), outcomes, SagaStatus.COMPLETED.value, durations),
                 "in_flight": len(sagas) - len(finished),
-                "steps": sorted(step_stats, key=lambda x: x["step"]),
+                "steps": step_stats,
             }
         )
     return {"window_seconds": int(window.total_seconds()), "saga_types": out}
 
 
-def _summary(count: int, finished: int, ok: int, durations: list[float]) -> dict[str, Any]:
+def _first(runs: list[Any]) -> tuple[int, str]:
+    return min(r.ordinal for r in runs), runs[0].name
+
+
+def _summary(
+    count: int, outcomes: dict[str, int], ok: str, durations: list[float]
+) -> dict[str, Any]:
+    finished = sum(outcomes.values())
+    cancelled = outcomes.get(SagaStatus.CANCELLED.value, 0)
+    good = outcomes.get(ok, 0)
     return {
         "count": count,
         "finished": finished,
-        "success_rate": ok / finished if finished else 0.0,
-        "failure_rate": (finished - ok) / finished if finished else 0.0,
+        "outcomes": outcomes,
+        "success_rate": good / finished if finished else 0.0,
+        "failure_rate": (finished - good - cancelled) / finished if finished else 0.0,
+        "cancelled_rate": cancelled / finished if finished else 0.0,
         "mean_seconds": sum(durations) / len(durations) if durations else None,
         "p95_seconds": _percentile(durations, 0.95),
     }
