@@ -10,6 +10,7 @@ With no token configured the API refuses to listen anywhere but loopback.
 from __future__ import annotations
 
 import ipaddress
+import logging
 from typing import Literal
 
 from aiohttp import web
@@ -26,6 +27,9 @@ from coordinator.api_http import (
     problem,
 )
 from coordinator.api_routes import ROUTES
+from coordinator.errors import StoreUnavailable
+
+logger = logging.getLogger(__name__)
 
 __all__ = ["ROUTES", "ApiServer", "ApiSettings", "Backend", "Role", "TokenSpec", "create_api"]
 
@@ -113,12 +117,28 @@ async def _errors_and_auth(request: web.Request, handler: Handler) -> web.Stream
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
         return problem(
-            413, "Payload Too Large", f"the body is over {settings.max_body_bytes} bytes"
+            413,
+            "Payload Too Large",
+            f"the body is over {settings.max_body_bytes} bytes",
+            code="too_large",
         )
     except web.HTTPException as exc:
         if exc.status >= 400:
             return problem(exc.status, exc.reason, exc.text or "")
         raise
+    except StoreUnavailable as exc:
+        return problem(
+            503, "Service Unavailable", f"the database is unavailable: {exc}; try again shortly"
+        )
+    except Exception:
+        # A bug: the client still gets a problem document, never a bare text 500, and the
+        # log has the traceback to report.
+        logger.exception("%s %s failed", request.method, request.path[:200])
+        return problem(
+            500,
+            "Internal Server Error",
+            "the coordinator failed on this request; the error is in its log",
+        )
 
 
 def create_api(coordinator: Backend, settings: ApiSettings) -> web.Application:

@@ -12,7 +12,15 @@ from typing import Annotated
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from coordinator.api_http import ACTOR, COORDINATOR, Handler, json_response, problem, read_body
+from coordinator.api_http import (
+    ACTOR,
+    COORDINATOR,
+    Handler,
+    bad_query,
+    json_response,
+    problem,
+    read_body,
+)
 from coordinator.dead_letter_ops import BadCursor, decode_cursor
 from coordinator.store import DeadLetterFilter, PurgeSelector
 
@@ -40,15 +48,6 @@ class PurgeBody(BaseModel):
     replayed: StrictBool | None = None
 
 
-def _bad_query(name: str, message: str) -> web.Response:
-    return problem(
-        400,
-        "Bad Request",
-        f"bad query parameter {name}: {message}",
-        errors=[{"loc": ["query", name], "msg": message, "type": "bad_query"}],
-    )
-
-
 def _boolean(text: str) -> bool | None:
     return {"true": True, "false": False}.get(text.lower())
 
@@ -68,20 +67,20 @@ async def list_dead_letters(request: web.Request) -> web.StreamResponse:
     try:
         limit = int(q.get("limit", "50"))
     except ValueError:
-        return _bad_query("limit", "not a whole number")
+        return bad_query("limit", "not a whole number")
     if not 1 <= limit <= MAX_LIMIT:
-        return _bad_query("limit", f"must be from 1 to {MAX_LIMIT}")
+        return bad_query("limit", f"must be from 1 to {MAX_LIMIT}")
     replayed = None
     if q.get("replayed"):
         replayed = _boolean(q["replayed"])
         if replayed is None:
-            return _bad_query("replayed", "must be true or false")
+            return bad_query("replayed", "must be true or false")
     after = None
     if q.get("cursor"):
         try:
             after = decode_cursor(q["cursor"])
         except BadCursor as exc:
-            return _bad_query("cursor", str(exc))
+            return bad_query("cursor", str(exc))
     f = DeadLetterFilter(
         queue=q.get("queue") or None,
         reason=q.get("reason") or None,
@@ -96,8 +95,9 @@ async def list_dead_letters(request: web.Request) -> web.StreamResponse:
 
 def _dead_letter_id(request: web.Request) -> int:
     text = request.match_info["dead_letter_id"]
-    if not text.isdigit():
-        raise web.HTTPNotFound(text=f"no dead letter {text[:80]}")
+    # ASCII digits only, and within PostgreSQL's bigint: anything else names no dead letter.
+    if not (text.isascii() and text.isdigit() and len(text) <= 18):
+        raise web.HTTPNotFound(text=f"no dead letter {text[:80]!r}")
     return int(text)
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from contracts import BadMessage, parse_json
 from convection.timefmt import rfc3339
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ def problem(
     headers: Mapping[str, str] | None = None,
     **extra: Any,
 ) -> web.Response:
-    """Return an RFC 9457 problem response."""
+    """Return an RFC 9457 problem response; `code` (in `extra`) is a stable reason, if any."""
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
     return web.json_response(
         body, status=status, content_type=PROBLEM, dumps=dumps, headers=headers
@@ -117,9 +118,13 @@ async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
     """Parse the request body as JSON into `model`, or raise ApiProblem (400 or 422)."""
     raw = await request.read()
     try:
-        data = json.loads(raw or b"null")
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ApiProblem(problem(400, "Bad Request", f"the body is not JSON: {exc}")) from exc
+        # The same checks as a message on the broker (depth, NUL, non-finite numbers, UTF-8);
+        # the size is the server's to bound (client_max_size: a 413 before we get here).
+        data = parse_json(raw, max_bytes=len(raw))
+    except BadMessage as exc:
+        raise ApiProblem(
+            problem(400, "Bad Request", f"the body is not usable JSON: {exc}", code=exc.reason)
+        ) from exc
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -127,17 +132,20 @@ async def read_body(request: web.Request, model: type[BaseModel]) -> Any:
 
 
 def validation_problem(exc: ValidationError, detail: str) -> web.Response:
-    """Return a 422 problem listing pydantic's field errors."""
-    return errors_problem([dict(e) for e in exc.errors(include_url=False)], detail)
+    """Return a 422 problem listing pydantic's field errors (code `invalid_message`)."""
+    errors = [dict(e) for e in exc.errors(include_url=False, include_input=False)]
+    return errors_problem(errors, detail, code="invalid_message")
 
 
 def bad_query(parameter: str, message: str) -> web.Response:
     """Return a 400 problem about one query parameter, named first in its detail."""
     error = {"loc": ["query", parameter], "msg": message, "type": "bad_query"}
-    return problem(400, "Bad Request", f"{parameter}: {message}", errors=[error])
+    return problem(400, "Bad Request", f"{parameter}: {message}", errors=[error], code="bad_query")
 
 
-def errors_problem(errors: list[dict[str, Any]], detail: str) -> web.Response:
-    """Return a 422 problem listing field errors (loc, msg, type each)."""
+def errors_problem(
+    errors: list[dict[str, Any]], detail: str, *, code: str = "invalid_input"
+) -> web.Response:
+    """Return a 422 problem listing field errors (loc, msg, type each), with its `code`."""
     listed = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in errors]
-    return problem(422, "Unprocessable Content", detail, errors=listed)
+    return problem(422, "Unprocessable Content", detail, errors=listed, code=code)

@@ -77,20 +77,25 @@ async def start_saga(request: web.Request) -> web.StreamResponse:
 def _answer_start(started: Started, body: StartBody, keyed: bool) -> web.Response:
     if started.kind == "rejected" and started.reason == "unknown_saga_type":
         error = {"loc": ["saga_type"], "msg": "unknown saga type", "type": "unknown_saga_type"}
-        return errors_problem([error], started.note)
+        return errors_problem([error], started.note, code="unknown_saga_type")
     if started.kind == "rejected" and started.reason == "invalid_input":
-        return errors_problem(list(started.errors), f"the input of {body.saga_type} is invalid")
+        detail = f"the input of {body.saga_type} is invalid"
+        return errors_problem(list(started.errors), detail, code="invalid_input")
     if started.kind == "rejected":
-        return problem(422, "Unprocessable Content", started.note)
+        return problem(422, "Unprocessable Content", started.note, code=started.reason)
     if started.kind == "conflict":
         if keyed:
-            return problem(422, "Unprocessable Content", started.note)
-        return problem(409, "Conflict", started.note)
+            return problem(422, "Unprocessable Content", started.note, code="conflict")
+        return problem(409, "Conflict", started.note, code="conflict")
     return json_response(
         {"saga_id": started.saga_id, "status": str(started.status) if started.status else None},
         status=202,
         headers={"Location": saga_path(started.saga_id)},
     )
+
+
+MAX_STATS_WINDOW = 10 * 366 * 24 * 3600
+"""The widest `GET /stats` window, in seconds: beyond it a date overflows, and no one asks."""
 
 
 def saga_path(saga_id: str) -> str:
@@ -102,7 +107,9 @@ def _saga_id(request: web.Request) -> str:
     """Return the saga id of the path, or raise ApiProblem: 400 for NUL, 404 for no such id."""
     saga_id = request.match_info["saga_id"]
     if "\x00" in saga_id:
-        raise ApiProblem(problem(400, "Bad Request", "a saga id holds no NUL character"))
+        raise ApiProblem(
+            problem(400, "Bad Request", "a saga id holds no NUL character", code="nul_character")
+        )
     if not _SAGA_ID.match(saga_id):
         shown = saga_id if len(saga_id) <= 140 else saga_id[:128] + "..."
         raise ApiProblem(
@@ -185,9 +192,9 @@ async def get_stats(request: web.Request) -> web.StreamResponse:
     try:
         window = int(request.query.get("window", "3600"))
     except ValueError:
-        return problem(400, "Bad Request", "window is a number of seconds")
-    if window <= 0:
-        return problem(400, "Bad Request", "window must be positive")
+        return bad_query("window", "a whole number of seconds")
+    if not 0 < window <= MAX_STATS_WINDOW:
+        return bad_query("window", f"from 1 to {MAX_STATS_WINDOW} seconds (ten years)")
     return json_response(await coord.operations.stats(timedelta(seconds=window)))
 
 

@@ -61,7 +61,11 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         when = datetime.fromisoformat(at)
     except (binascii.Error, ValueError, TypeError) as exc:
         raise BadCursor(f"not a cursor of this API: {cursor[:80]!r}") from exc
-    if when.tzinfo is None or not isinstance(dead_letter_id, int):
+    if (
+        when.tzinfo is None
+        or not isinstance(dead_letter_id, int)
+        or not 0 <= dead_letter_id < 2**63  # a bigint
+    ):
         raise BadCursor(f"not a cursor of this API: {cursor[:80]!r}")
     return when, dead_letter_id
 
