@@ -7,6 +7,7 @@ and in the lcm-adapter's tables, not only in the coordinator's.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -226,3 +227,59 @@ async def _finished(s: Ops, saga_type: str) -> dict[str, float]:
             outcome = labels.split('outcome="', 1)[1].split('"', 1)[0]
             out[outcome] = float(value)
     return out
+
+
+async def _project(s: Ops, name: str) -> dict[str, Any]:
+    """A VIM project of its own, roomy enough for several NSs at once; its account input."""
+    quota = {"cores": 200, "instances": 200}
+    project = {"name": name, "user": name, "password": f"{name}-pw", "quota": quota}
+    async with (
+        aiohttp.ClientSession() as http,
+        http.post(s.sim + "/admin/projects", json=project) as resp,
+    ):
+        assert resp.status in (200, 201), await resp.text()
+    account = s.account(f"vim-{name}")
+    account["credentials"].update(username=name, password=f"{name}-pw", project=name)
+    return account
+
+
+@pytest.mark.timeout(300)
+async def test_a_batch_cancel_by_query_compensates_every_match_and_no_other(
+    tmp_path: Path, fresh_amqp_url: str, fresh_pg_url: str
+) -> None:
+    async with ops(tmp_path, fresh_amqp_url, fresh_pg_url, boot=8.0) as s:
+        for name in ("retired", "kept"):
+            await s.start("vim-account.create", f"acct-{name}", await _project(s, name))
+            assert await s.ended(f"acct-{name}") == "completed"
+        doomed = ["on-retired-1", "on-retired-2"]
+        for saga_id in doomed:
+            await s.start("ns.instantiate", saga_id, ns(f"ns-{saga_id}", "vim-retired"))
+        await s.start("ns.instantiate", "on-kept", ns("ns-on-kept", "vim-kept"))
+
+        async def all_deploying() -> bool:
+            rows = await s.sql(
+                "SELECT DISTINCT saga_id FROM saga_steps WHERE action = 'ro.deploy-vdus' "
+                "AND status = 'running'"
+            )
+            return {r["saga_id"] for r in rows} >= {*doomed, "on-kept"}
+
+        await s.until("every NS deploying", all_deploying, within=90)
+        query = "type=ns.instantiate,status=running,input.vim_account_id=vim-retired"
+        env = {**s.env, "CONVECTION_API_URL": s.api}
+        proc = await asyncio.create_subprocess_exec(
+            s.python, "-m", "convection", "cancel", "--query", query,
+            "--reason", "VIM retired", "--yes", "-o", "json",
+            env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+        assert proc.returncode == 0, err.decode()
+        summary = json.loads(out)
+        assert sorted(summary["done"]) == doomed, summary
+        for saga_id in doomed:
+            assert await s.ended(saga_id, within=120) == "cancelled"
+            assert await s.servers(saga_id) == [], "every server of a cancelled NS is gone"
+            _, shown = await s.call("GET", f"/sagas/{saga_id}")
+            undone = [x["name"] for x in shown["steps"] if x["compensation"]["status"] == "done"]
+            assert "ns-record" in undone and "networks" in undone, shown["steps"]
+        assert await s.ended("on-kept", within=120) == "completed"
+        assert len(await s.servers("on-kept")) > 0, "the other VIM's NS kept its servers"
