@@ -3,6 +3,8 @@
 The README marks what this test runs with an HTML comment before a fenced block:
 
     <!-- readme-test: run -->       commands run one after another; each must exit 0
+    <!-- readme-test: env -->       each service's shell runs these first (its `export`s of
+                                    the URLs aside: the test gives its own vhost and database)
     <!-- readme-test: services -->  one long-running service per line, started in background
     <!-- readme-test: python -->    the example, saved as start_sagas.py, run by `uv run python`
     <!-- readme-test: output -->    exactly what the example prints
@@ -57,7 +59,7 @@ def _uv() -> str:
 
 def test_the_readme_marks_what_this_test_runs() -> None:
     found = blocks((ROOT / "README.md").read_text())
-    assert sorted(found) == ["output", "python", "run", "services"], sorted(found)
+    assert sorted(found) == ["env", "output", "python", "run", "services"], sorted(found)
     services = _commands(found["services"][0])
     assert {c.split()[-1] for c in services} == set(READY), services
     assert "CONVECTION_AMQP_URL" in found["python"][0]
@@ -119,13 +121,16 @@ async def test_the_readme_runs_verbatim_in_a_fresh_clone(
     logs.mkdir()
     procs: dict[str, asyncio.subprocess.Process] = {}
     try:
+        prelude = "".join(
+            f"{line}; " for line in _commands(found["env"][0]) if not line.startswith("export ")
+        )
         for command in _commands(found["services"][0]):
             name = command.split()[-1]
             with (logs / f"{name}.log").open("wb") as log:
                 procs[name] = await asyncio.create_subprocess_exec(
                     "bash",
                     "-c",
-                    f"exec {command}",
+                    f"{prelude}exec {command}",
                     cwd=clone,
                     env=env,
                     stdout=log,
