@@ -9,7 +9,6 @@ Codes (`convection.startup`): 2 bad settings, 3 schema behind, 4 database, 5 bro
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import uuid
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
+from tests.environ import clean_environ
 from tests.integration.coord_support import migrate
 
 pytestmark = [pytest.mark.amqp, pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(300)]
@@ -71,7 +71,7 @@ def cases(urls: tuple[str, str]) -> list[Case]:
 
 
 async def _run(argv: list[str], case: Case, extra: dict[str, str]) -> tuple[int, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONVECTION_")}
+    env = clean_environ()
     env |= {
         "CONVECTION_AMQP_URL": case.amqp,
         "CONVECTION_DB_URL": case.db,

@@ -192,11 +192,6 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
     # Enough connections for every delivery in flight plus the handlers' own queries.
     engine = make_engine(settings.db_url, pool_size=settings.prefetch)
     try:
-        if settings.coordinator_user is None:
-            logger.warning(
-                "commands are accepted from any broker user: set CONVECTION_COORDINATOR_USER "
-                "(docs/security.md)"
-            )
         transport = open_transport(
             settings.amqp_url, topology_of(services), declare=settings.declare_topology
         )
@@ -210,6 +205,11 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
             if failure is None:
                 raise
             raise failure from exc
+        if settings.coordinator_user is None:
+            logger.warning(
+                "commands are accepted from any broker user: set CONVECTION_COORDINATOR_USER "
+                "(docs/security.md)"
+            )
         try:
             beat = None
             if settings.health_file:
