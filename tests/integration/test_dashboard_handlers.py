@@ -42,9 +42,7 @@ class Ui:
         jar = aiohttp.CookieJar(unsafe=True)
         http = aiohttp.ClientSession(cookie_jar=jar)
         if token is not None:
-            jar.update_cookies(
-                {"convection_ui": token}, response_url=aiohttp.client.URL(self.url + "/ui/")
-            )
+            jar.update_cookies({"convection_ui": token}, response_url=URL(self.url + "/ui/"))
         return http
 
     async def get(self, token: str | None, path: str) -> tuple[int, str, Any]:
