@@ -15,6 +15,7 @@ from typing import Any
 
 import aiohttp
 import pytest_asyncio
+from yarl import URL
 
 from convection.db import make_engine
 from convection.transport import MemoryBroker, open_transport
