@@ -144,13 +144,28 @@ async def saga_context(request: web.Request, saga_id: str) -> dict[str, Any]:
         "results": {step.name: redact(step.result) for step in s.steps if step.result},
         "failed_steps": [step for step in s.steps if step.forward.error or step.compensation.error],
         "skippable": [step.name for step in s.steps if step.compensation.status.value == "failed"],
+        "verbs": verbs(s.status.value),
         "jaeger": jaeger,
         "url": saga_url(s.saga_id),
         "poll": POLL_SECONDS,
         "operator": session.operator,
         "notice": None,
-        "did": request.query.get("did"),
+        "did": did
+        if (did := request.query.get("did")) in ("cancel", "retry", "abandon", "skip")
+        else None,
     }
+
+
+def verbs(status: str) -> list[str]:
+    """Return the verbs worth offering in `status` (the server decides again when asked)."""
+    offered = []
+    if status in ("pending", "running"):
+        offered.append("cancel")
+    if status in ("failed", "compensation_failed"):
+        offered.append("retry")
+    if status not in TERMINAL or status in ("failed", "compensation_failed"):
+        offered.append("abandon")
+    return offered
 
 
 def _jaeger(request: web.Request, trace_id: str | None) -> str | None:
