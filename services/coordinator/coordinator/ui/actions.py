@@ -17,10 +17,8 @@ from coordinator.api_http import COORDINATOR, Handler
 from coordinator.store import PurgeSelector
 from coordinator.ui.auth import SESSION
 from coordinator.ui.present import render
-from coordinator.ui.sagas import saga_context, saga_id_of, saga_url
+from coordinator.ui.sagas import VERBS, saga_context, saga_id_of, saga_url
 
-VERBS = ("cancel", "retry", "abandon")
-"""The verbs on a saga as a whole (skip is per step)."""
 MAX_REASON = 1000
 """The longest reason, as the API's."""
 

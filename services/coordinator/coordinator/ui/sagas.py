@@ -26,6 +26,8 @@ _SAGA_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,127}$")
 _FIELDS = ("saga_type", "stuck", "resource", "error_code", "limit", "cursor")
 _TIMES = ("started_after", "started_before")
 _TIMEZONE = re.compile(r"(Z|[+-]\d\d:\d\d)$")
+VERBS = ("cancel", "retry", "abandon")
+"""The verbs on a saga as a whole (skip is per step)."""
 POLL_SECONDS = 2
 """How often a live fragment asks again."""
 
