@@ -17,11 +17,12 @@ import aiohttp
 import pytest_asyncio
 from yarl import URL
 
+from contracts import topology
 from convection.db import make_engine
 from convection.transport import MemoryBroker, open_transport
 from coordinator.api import ApiServer, ApiSettings
 from coordinator.service import Coordinator
-from coordinator.store import upgrade_engine
+from coordinator.store import DeadLetterFilter, upgrade_engine
 from coordinator.ui.app import CSP
 from sagas import osm_registry
 from tests.integration.coord_support import Participant, eventually, settings
@@ -84,6 +85,8 @@ async def ui(tmp_path: Path) -> AsyncIterator[Ui]:
 
         def choose(cmd: Any) -> Any:
             # The sagas in `fail` fail on their first step, as an NS on a missing account.
+            if cmd.saga_id == "held" and cmd.step == "networks":
+                return "hold"  # never answered: the saga keeps running, and its locks
             return "failed" if cmd.saga_id in fail and cmd.step == "vim-account" else None
 
         participant.choose = choose
@@ -258,3 +261,45 @@ async def test_the_type_graph_and_the_other_pages(ui: Ui) -> None:
     assert 'data-service="vim"' in page and 'data-service="lcm"' in page
     status, _, _ = await ui.get(READER, "/ui/types/no.such")
     assert status == 404
+
+
+async def test_dead_letters_are_listed_and_an_operator_purges_one(ui: Ui) -> None:
+    transport = ui.coordinator.transport
+    exchange, key = topology.SAGAS_EXCHANGE, topology.START_ROUTING_KEY
+    await transport.publish(exchange, key, b"{not json", message_id="ui-dead-1")
+
+    async def listed() -> bool:
+        page = await ui.coordinator.dead_letters.list_dead_letters(DeadLetterFilter())
+        return any(d["message_id"] == "ui-dead-1" for d in page.items)
+
+    await eventually(listed)
+    _, page, _ = await ui.get(READER, "/ui/dead-letters")
+    assert "ui-dead-1" in page and "Replay" not in page and 'id="purge"' not in page
+    _, page, _ = await ui.get(OPERATOR, "/ui/dead-letters")
+    [row_id] = re.findall(r'data-dead-letter="(\d+)"', page)
+    form = {"csrf": csrf_of(page), "id": row_id, "reason": "bad JSON", "confirm": "yes"}
+    status, _, headers = await ui.post(READER, "/ui/dead-letters/purge", form)
+    assert status == 403
+    status, _, headers = await ui.post(OPERATOR, "/ui/dead-letters/purge", form)
+    assert status == 303 and headers["Location"] == "/ui/dead-letters?purged=1"
+    assert not await listed()
+
+
+async def test_the_locks_page_and_a_running_saga_page_show_holders_and_poll(ui: Ui) -> None:
+    data = example("ns.instantiate", ns_id="ns-held")
+    await ui.coordinator.operations.start("ns.instantiate", data, saga_id="held")
+
+    async def running() -> bool:
+        view = await ui.coordinator.operations.get_saga("held")
+        return view is not None and any(
+            s.forward.status.value == "running" for s in view.state.steps
+        )
+
+    await eventually(running)
+    _, page, _ = await ui.get(READER, "/ui/locks")
+    assert 'data-resource="ns:ns-held"' in page and "held" in page and "exclusive" in page
+    _, page, _ = await ui.get(READER, "/ui/sagas/held")
+    assert 'hx-get="/ui/sagas/held/live"' in page, "a running saga's page polls"
+    assert 'class="bar fwd out-running"' in page
+    status, live, _ = await ui.get(READER, "/ui/sagas/held/live")
+    assert status == 200 and live.startswith('<div id="saga-live"')

@@ -10,10 +10,10 @@ own static files, nothing inline). Pages read only the coordinator's `Operations
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 import aiohttp_jinja2
 import jinja2
@@ -81,12 +81,13 @@ async def _checked(request: web.Request, handler: Handler) -> web.StreamResponse
             return _page(request, 403, "Forbidden", "sign in from this dashboard's own page")
         return await handler(request)
     if session is None:
+        target = f"{PREFIX}/login?next={quote(path, safe='/')}"
+        if request.headers.get("HX-Request"):
+            # A poll whose session ended: htmx sends the whole page to the login, rather
+            # than swapping the login form into a fragment.
+            return web.Response(status=401, headers={"HX-Redirect": target})
         if request.method == "GET":
-            target = f"{PREFIX}/login?next={path}"
-            headers = {"Location": target}
-            if request.headers.get("HX-Request"):
-                headers["HX-Redirect"] = target
-            return web.Response(status=303, headers=headers)
+            return web.Response(status=303, headers={"Location": target})
         return _page(request, 401, "Unauthorized", "sign in with a token first")
     request[auth.SESSION] = session
     if request.method == "POST":
@@ -145,14 +146,6 @@ async def logout(_request: web.Request) -> web.StreamResponse:
     return response
 
 
-async def _context(request: web.Request) -> dict[str, Any]:
-    return {
-        "session": request.get(auth.SESSION),
-        "csrf_field": auth.CSRF_FIELD,
-        "path": request.path,
-    }
-
-
 ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/login", login_page),
     ("POST", "/login", login),
@@ -195,8 +188,7 @@ def _resolve(settings: ApiSettings, token: str) -> tuple[str, bool] | None:
 def mount(parent: web.Application, backend: Backend, settings: ApiSettings) -> None:
     """Serve the dashboard under `/ui/` of `parent`, and `/ui` as a redirect to it."""
     parent.add_subapp(PREFIX, create_ui(backend, settings))
-    redirect: Callable[[web.Request], Any] = _to_sagas
-    parent.router.add_get(PREFIX, redirect)
+    parent.router.add_get(PREFIX, _to_sagas)
 
 
 async def _to_sagas(_request: web.Request) -> web.StreamResponse:

@@ -99,7 +99,7 @@ def _bars(steps: list[dict[str, Any]]) -> dict[str, Any]:
     rows = []
     for i, s in enumerate(steps):
         value = s["p95_seconds"] or s["mean_seconds"] or 0.0
-        width = 360 * value / longest if longest else 0.0
+        width = 340 * value / longest if longest else 0.0
         rows.append({"step": s, "y": 8 + i * 24, "width": max(width, 1.0), "value": value})
     return {"rows": rows, "height": 16 + 24 * len(steps)}
 

@@ -157,6 +157,9 @@ def layout(
 
 def _offset(delta: timedelta) -> str:
     seconds = delta.total_seconds()
+    if seconds < 10:
+        # Short sagas: enough digits that no two ticks read the same.
+        return f"+{seconds:.2f}s"
     if seconds < 60:
         return f"+{seconds:.1f}s"
     if seconds < 3600:
