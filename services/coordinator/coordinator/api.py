@@ -28,7 +28,6 @@ from coordinator.api_http import (
 )
 from coordinator.api_routes import ROUTES
 from coordinator.errors import StoreUnavailable
-from coordinator.ui import app as ui
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +162,11 @@ def create_api(coordinator: Backend, settings: ApiSettings) -> web.Application:
     app[SETTINGS] = settings
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, guard(handler))
-    ui.mount(app, coordinator, settings)
+    # Imported here: the dashboard's template engine is not needed by a process that stops
+    # at its settings, and `python -m coordinator` should say why fast.
+    from coordinator.ui import mount
+
+    mount(app, coordinator, settings)
     return app
 
 
