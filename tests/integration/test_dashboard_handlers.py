@@ -155,6 +155,12 @@ async def test_without_a_session_a_page_sends_to_the_login_and_a_post_is_refused
     assert status == 303
     status, _, _ = await ui.post(None, "/ui/sagas/x/retry", {"reason": "r", "confirm": "yes"})
     assert status == 401
+    for path in ("/ui", "/ui/"):
+        status, _, headers = await ui.get(OPERATOR, path)
+        assert status == 303 and headers["Location"] == "/ui/sagas"
+    # The API keeps its own check: a dashboard cookie is no bearer token.
+    status, _, _ = await ui.get(OPERATOR, "/sagas")
+    assert status == 401
 
 
 async def test_login_keeps_the_token_in_a_strict_httponly_cookie(ui: Ui) -> None:

@@ -187,8 +187,9 @@ def _resolve(settings: ApiSettings, token: str) -> tuple[str, bool] | None:
 
 def mount(parent: web.Application, backend: Backend, settings: ApiSettings) -> None:
     """Serve the dashboard under `/ui/` of `parent`, and `/ui` as a redirect to it."""
-    parent.add_subapp(PREFIX, create_ui(backend, settings))
+    # Before the sub-application, whose prefix would otherwise answer `/ui` with a 404.
     parent.router.add_get(PREFIX, _to_sagas)
+    parent.add_subapp(PREFIX, create_ui(backend, settings))
 
 
 async def _to_sagas(_request: web.Request) -> web.StreamResponse:
