@@ -108,6 +108,13 @@ async def test_the_over_quota_ns_shows_its_compensations_in_reverse_order(
             if started[a] < started[b]:
                 assert comp[a] >= comp[b], f"{a} ran before {b}, so it is undone after it"
     assert comp["ns-record"] > comp["networks"]
+    # Numbered on the drawing as they started: the NS record, created first, is undone last.
+    order = await page.eval_on_selector_all(
+        "#timeline rect[data-undo-order]",
+        "els => Object.fromEntries(els.map(e => [e.dataset.step, Number(e.dataset.undoOrder)]))",
+    )
+    assert order["ns-record"] == len(order) and order["ns-record"] > order["networks"]
+    assert await page.locator("#timeline text.undo-order").count() == len(undone)
     failed = [b for b in forward if b["outcome"] == "failed"]
     assert failed, "the leg over the quota is drawn as failed"
     await shot(page, "saga-over-quota")

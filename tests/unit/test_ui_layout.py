@@ -62,6 +62,8 @@ def test_the_layout_puts_a_group_side_by_side_and_compensations_in_their_rows() 
     assert first[("b:1", 1, "forward")].x == first[("b:2", 1, "forward")].x
     comp = first[("a", 1, "compensation")]
     assert comp.offset_ms == 6000 and comp.y > drawn.rows[0].y
+    assert (first[("b:1", 1, "compensation")].undo_order, comp.undo_order) == (1, 2)
+    assert first[("a", 1, "forward")].undo_order == 0
     assert drawn.ticks[0].label == "+0.00s" and drawn.ticks[-1].label == "+8.00s"
 
 

@@ -8,7 +8,7 @@ attempt, the log keeps each one (`step.started` ... `step.retry_scheduled`, then
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Literal
 
@@ -60,6 +60,8 @@ class BarBox:
     width: float
     offset_ms: int
     seconds: float
+    undo_order: int = 0
+    """For a compensation: which one it was to start (1 the first), else 0."""
 
 
 @dataclass(frozen=True)
@@ -147,6 +149,10 @@ def layout(
         # A compensation sits in the lower half of its row, so it never hides the forward bar.
         y = rows[row].y + (ROW_HEIGHT / 2 if bar.leg == "compensation" else 3)
         boxes.append(BarBox(bar, x, y, width, round(start * 1000), round(seconds, 3)))
+    # Numbered in the order they started, so reading the labels shows the reverse order.
+    undos = sorted((b for b in boxes if b.bar.leg == "compensation"), key=lambda b: b.bar.start)
+    order = {id(b): i for i, b in enumerate(undos, 1)}
+    boxes = [replace(b, undo_order=order.get(id(b), 0)) for b in boxes]
     ticks = [
         Tick(LABEL_WIDTH + PLOT_WIDTH * i / 4, _offset(timedelta(seconds=span * i / 4)))
         for i in range(5)
