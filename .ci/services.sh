@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make sure PostgreSQL (127.0.0.1:5432, trust for local TCP) and RabbitMQ (127.0.0.1:5672,
-# guest/guest) are reachable: start them if they are installed, install them if not.
+# guest/guest) are reachable: start them if they are installed, install them if not; and install
+# Debian's chromium for the dashboard's browser tests when it is missing.
 set -euo pipefail
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -39,3 +40,11 @@ fi
 # The port opens before the node accepts work; the tests also use rabbitmqctl for vhosts.
 for _ in $(seq 1 60); do as_root rabbitmqctl -q status >/dev/null 2>&1 && break; sleep 1; done
 echo "PostgreSQL and RabbitMQ are reachable"
+
+# The dashboard's browser tests drive Debian's Chromium through Playwright (never Playwright's
+# own browser downloads, which this network does not reach); without it they fail, not skip.
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "chromium is missing: installing Debian's package for the dashboard's browser tests"
+  apt_install chromium
+fi
+chromium --version 2>/dev/null || true

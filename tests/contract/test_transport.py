@@ -460,6 +460,7 @@ async def test_lifecycle_depth_ping_and_graceful_close(backend: Backend) -> None
         with pytest.raises(TransportError):
             await transport.consume("no.such.queue", Inbox().ack)
         assert await transport.queue_depth(VIM_QUEUE) == 2
+        assert await transport.queue_consumers(VIM_QUEUE) == 0
 
         # close() waits for the handler in flight, which may still publish its reply.
         started, release = asyncio.Event(), asyncio.Event()
@@ -474,6 +475,7 @@ async def test_lifecycle_depth_ping_and_graceful_close(backend: Backend) -> None
 
         await transport.consume(VIM_QUEUE, reply_then_ack, prefetch=1)
         await asyncio.wait_for(started.wait(), WAIT)
+        assert await transport.queue_consumers(VIM_QUEUE) == 1
         closing = asyncio.create_task(transport.close())
         await asyncio.sleep(0.1)
         assert not closing.done()

@@ -45,9 +45,14 @@ class TokenSpec(BaseModel):
 
 
 class ApiSettings(BaseSettings):
-    """HTTP API settings: CONVECTION_API_HOST, _PORT, _TOKENS (JSON), _MAX_BODY_BYTES."""
+    """HTTP API settings: CONVECTION_API_HOST, _PORT, _TOKENS (JSON), _MAX_BODY_BYTES.
 
-    model_config = SettingsConfigDict(env_prefix="CONVECTION_API_", frozen=True, extra="ignore")
+    Also CONVECTION_JAEGER_URL: the dashboard links each saga's trace there when it is set.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="CONVECTION_API_", frozen=True, extra="ignore", populate_by_name=True
+    )
 
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -55,6 +60,8 @@ class ApiSettings(BaseSettings):
     tokens: dict[str, Role | TokenSpec] = Field(default_factory=dict)
     """token -> role, or token -> {"role": ..., "name": ...}."""
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    jaeger_url: str | None = Field(default=None, validation_alias="CONVECTION_JAEGER_URL")
+    """Jaeger's UI, e.g. http://jaeger:16686: the dashboard links `<it>/trace/<trace id>`."""
 
     def check(self) -> None:
         """Refuse an unauthenticated API on anything but loopback."""
@@ -85,12 +92,18 @@ def _is_loopback(host: str) -> bool:
 
 SETTINGS = web.AppKey("settings", ApiSettings)
 _OPEN = {"/livez", "/readyz", "/metrics", "/openapi.json"}
+_DASHBOARD = "/ui"
+
+
+def _dashboard(path: str) -> bool:
+    return path == _DASHBOARD or path.startswith(_DASHBOARD + "/")
 
 
 @web.middleware
 async def _errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[SETTINGS]
-    if request.path not in _OPEN:
+    # The dashboard checks its own sessions (a cookie, not only the bearer header).
+    if request.path not in _OPEN and not _dashboard(request.path):
         if settings.tokens:
             auth = request.headers.get("Authorization", "")
             token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else ""
@@ -149,6 +162,11 @@ def create_api(coordinator: Backend, settings: ApiSettings) -> web.Application:
     app[SETTINGS] = settings
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, guard(handler))
+    # Imported here: the dashboard's template engine is not needed by a process that stops
+    # at its settings, and `python -m coordinator` should say why fast.
+    from coordinator.ui import mount
+
+    mount(app, coordinator, settings)
     return app
 
 

@@ -48,6 +48,9 @@ class Backend(Protocol):
     async def metrics_text(self) -> bytes:
         """Return the Prometheus metrics, gauges refreshed."""
 
+    async def queues(self) -> list[dict[str, object]]:
+        """Each participant service's command queue: service, queue, depth, consumers."""
+
 
 COORDINATOR = web.AppKey("coordinator", Backend)
 """The app key of the coordinator the API serves."""

@@ -25,7 +25,7 @@ from coordinator.core import (
 )
 from coordinator.outcome import Outcome
 from coordinator.processor import Processor
-from coordinator.store import HistoryRow, SagaFilter, queries
+from coordinator.store import HistoryRow, SagaFilter, overview, queries
 from coordinator.store.queries import Position
 from coordinator.trace import saga_start_span
 from sagas import Registry
@@ -162,3 +162,31 @@ class Operations:
         async with self._store.reading() as conn:
             now = await self._store.now(conn)
             return await queries.stats(conn, now, window)
+
+    async def counts(self) -> dict[str, int]:
+        """Return how many sagas are in each status (every status, zero included)."""
+        async with self._store.reading() as conn:
+            found = await queries.count_by_status(conn)
+        return {s.value: found.get(s, 0) for s in SagaStatus}
+
+    async def locks(self) -> list[dict[str, Any]]:
+        """Return every resource's lock queue: holders and waiters with mode and saga."""
+        async with self._store.reading() as conn:
+            return await overview.all_locks(conn)
+
+    async def series(self, window: timedelta, buckets: int = 30) -> dict[str, Any]:
+        """Per saga type, the last `window` in `buckets` slices: started, ended, p95 duration."""
+        async with self._store.reading() as conn:
+            now = await self._store.now(conn)
+            return {"now": now, "types": await overview.series(conn, now, window, buckets)}
+
+    async def instances(self) -> dict[tuple[str, int], dict[str, int]]:
+        """Per saga type and version: sagas in all (`total`) and still unfinished (`live`)."""
+        async with self._store.reading() as conn:
+            return await overview.instances(conn)
+
+    async def service_errors(self, window: timedelta) -> dict[str, dict[str, int]]:
+        """Per participant service over the last `window`: legs finished, failed, retried."""
+        async with self._store.reading() as conn:
+            now = await self._store.now(conn)
+            return await overview.service_errors(conn, now, window)

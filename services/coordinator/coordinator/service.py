@@ -25,7 +25,13 @@ from contracts import SagaStatus, topology
 from convection.db import make_engine
 from convection.failpoints import Failpoints
 from convection.sealing import Sealer
-from convection.transport import Consumer, MemoryBroker, Transport, open_transport
+from convection.transport import (
+    Consumer,
+    MemoryBroker,
+    Transport,
+    TransportError,
+    open_transport,
+)
 from coordinator.consumer import Handlers, database_outage
 from coordinator.core import Engine
 from coordinator.dead_letter_ops import DeadLetterOps
@@ -117,6 +123,24 @@ class Coordinator:
         if self._database.down and checks.get("database") == "ok":
             checks["database"] = self._database.describe()
         return checks
+
+    async def queues(self) -> list[dict[str, object]]:
+        """Return each participant service's command queue: depth and consumers (None: unknown).
+
+        A queue the broker cannot count shows its error instead, so one missing service
+        leaves the others readable.
+        """
+        out: list[dict[str, object]] = []
+        for service in self.registry.services():
+            queue = topology.command_queue(service)
+            entry: dict[str, object] = {"service": service, "queue": queue}
+            try:
+                entry["depth"] = await self.transport.queue_depth(queue)
+                entry["consumers"] = await self.transport.queue_consumers(queue)
+            except TransportError as exc:
+                entry["error"] = str(exc)
+            out.append(entry)
+        return out
 
     async def metrics_text(self) -> bytes:
         """Return the Prometheus metrics text, the gauges refreshed from the database."""

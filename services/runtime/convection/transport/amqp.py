@@ -308,6 +308,22 @@ class AmqpTransport(Transport):
             raise TransportError(f"cannot count {queue!r}: {exc!r}") from exc
         return declared.message_count or 0
 
+    async def queue_consumers(self, queue: str) -> int | None:
+        """Count the consumers of `queue` (a passive declaration), or None if it cannot."""
+        self._require()
+        channel = self._declarer
+        assert channel is not None
+        try:
+            async with asyncio.timeout(self._publish_timeout):
+                await _usable(channel)
+                underlay = await channel.get_underlay_channel()
+                declared = await underlay.queue_declare(queue, passive=True)
+        except ChannelNotFoundEntity as exc:
+            raise TransportError(f"no queue {queue!r}") from exc
+        except (TimeoutError, *CHANNEL_GONE) as exc:
+            raise TransportError(f"cannot count consumers of {queue!r}: {exc!r}") from exc
+        return declared.consumer_count or 0
+
     async def ping(self) -> bool:
         """Report whether the connection is up (False while it reconnects)."""
         connection = self._connection

@@ -333,6 +333,10 @@ class Transport(ABC):
     async def queue_depth(self, queue: str) -> int:
         """Count the messages of `queue` ready for delivery (unacked ones are not counted)."""
 
+    async def queue_consumers(self, queue: str) -> int | None:
+        """Count the consumers of `queue`, or None where the transport cannot tell."""
+        return None
+
     @abstractmethod
     async def ping(self) -> bool:
         """Report whether the transport is connected (for readiness checks)."""

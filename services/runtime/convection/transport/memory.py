@@ -224,6 +224,11 @@ class MemoryTransport(Transport):
         self._require()
         return len(self._broker._queue(queue).ready)
 
+    async def queue_consumers(self, queue: str) -> int | None:
+        """Count the consumers of `queue`, of every transport on this broker."""
+        self._require()
+        return len(self._broker._queue(queue).consumers)
+
     async def ping(self) -> bool:
         """Report whether the transport is connected."""
         return self._connected
