@@ -246,7 +246,6 @@ class Coordinator:
             handlers = Handlers(self._processor, self.metrics, database=self._database)
             if s.collect_dead_letters:
                 await self._collector.start()
-            handlers = Handlers(self._processor, self.metrics)
             for queue, handler in (
                 (topology.COORDINATOR_SAGAS_QUEUE, handlers.on_saga_message),
                 (topology.COORDINATOR_REPLIES_QUEUE, handlers.on_reply),
