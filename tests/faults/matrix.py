@@ -193,6 +193,10 @@ class World(Stack):
         await asyncio.to_thread(service.terminate)
         service.env |= env
         service.start()
+        # Back at work before the scenario starts sagas, or the others do all of it meanwhile.
+        text = "coordinator started" if name[0] == "c" and name[1:].isdigit() else " consuming ("
+        await service.wait_for_log(text, within=120)
+        await self.ready()
 
     async def adapters_up(self, **env: str) -> None:
         """Start the three adapters and wait until each consumes its queue."""
