@@ -1,12 +1,14 @@
 """The world of one fault-matrix scenario: every service a separate process on private servers.
 
-A module starts one private RabbitMQ node and one private PostgreSQL cluster
-(`servers`); each scenario gets a fresh vhost, with the documented per-service broker users
-(`coordinator.broker_setup.definitions`, imported in one `rabbitmqctl` call), and a fresh
-database. `World` (a `tests.e2e.stack.Stack`) runs coordinator replicas, the three real
-adapters (`convection adapter vim|ro|lcm`, each as its own broker user) and the VIM
-simulator, starts sagas, waits for them to end and finally runs the checker
-(`tests.faults.checker`), whose figures it prints and asserts.
+A module starts one private RabbitMQ node and one private PostgreSQL cluster (`servers` in
+`tests/faults/conftest.py`) and one world on them (`module_world`): a fresh vhost with the
+documented per-service broker users (`coordinator.broker_setup.definitions`, imported in one
+`rabbitmqctl` call) and a fresh database. `World` (a `tests.e2e.stack.Stack`) runs two
+coordinator replicas, the three real adapters (`convection adapter vim|ro|lcm`, each as its
+own broker user) and the VIM simulator; starting them is most of a scenario's cost, so the
+module's scenarios share them, each first bringing back what the last one broke (`ready`).
+A scenario starts sagas, breaks something, waits for the sagas to end as it says, and runs
+the checker (`tests.faults.checker`) over everything, printing and asserting its figures.
 """
 
 from __future__ import annotations
