@@ -264,6 +264,7 @@ scale_out_ns: Saga[NsScaleOutInput] = Saga(
             _find_networks,
             kind=StepKind.QUERY,
             uses=("vim-account",),
+            retry=OUTAGE_RETRY,
         ),
         Step(
             "vdus",
