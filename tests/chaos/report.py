@@ -1,0 +1,147 @@
+"""What a chaos run found: the run's own figures, duplicates absorbed, the state at the end.
+
+Duplicates are counted from the services' logs, which are appended to across restarts: the
+Prometheus counters of a SIGKILLed process die with it. The coordinator logs each message
+that changed nothing (inbox duplicates, stale replies); a participant logs each command it
+answered from its stored outcome instead of running the handler again.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tests.chaos.cluster import ADAPTERS, COORDINATORS, ChaosCluster
+from tests.chaos.driver import Outcome, Run
+
+_COORDINATOR_DUPLICATE = re.compile(r"\b(duplicate|ignored) \S+ for saga \S+ changed nothing")
+_PARTICIPANT_DUPLICATE = "answering from the stored"
+# Ledger operations that create something: two rows under one idempotency key are two effects.
+_CREATES = ("create_server", "create_network", "create_subnet")
+
+
+def duplicates_absorbed(logs: Path) -> Counter[str]:
+    """Count the duplicates each kind of service absorbed, from its log."""
+    found: Counter[str] = Counter()
+    for name in COORDINATORS:
+        for match in _COORDINATOR_DUPLICATE.finditer(_read(logs / f"{name}.log")):
+            found[f"coordinator {match.group(1)}"] += 1
+    for name in ADAPTERS:
+        found[f"{name} stored reply"] += _read(logs / f"{name}.log").count(_PARTICIPANT_DUPLICATE)
+    return found
+
+
+def _read(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+@dataclass
+class LocalReport:
+    """The figures this run checks itself; every one must be zero."""
+
+    figures: dict[str, int] = field(default_factory=dict)
+    details: dict[str, list[str]] = field(default_factory=dict)
+
+    def add(self, name: str, items: list[str]) -> None:
+        """Record figure `name` as the number of `items`, keeping a few as examples."""
+        self.figures[name] = len(items)
+        if items:
+            self.details[name] = items[:10]
+
+    @property
+    def clean(self) -> bool:
+        """Whether every figure is zero."""
+        return not any(self.figures.values())
+
+    def render(self) -> str:
+        """The figures one per line, with examples of what is wrong."""
+        lines = [f"  {name:<34} {n}" for name, n in self.figures.items()]
+        for name, items in self.details.items():
+            lines.append(f"  {name}: {', '.join(items)}")
+        return "\n".join(lines)
+
+
+async def local_check(cluster: ChaosCluster, outcomes: dict[str, Outcome]) -> LocalReport:
+    """Outcomes against expectations, lost and stuck sagas, VIM leftovers, double effects."""
+    stack = cluster.stack
+    assert stack is not None
+    report = LocalReport()
+    rows = await stack.sql("SELECT id, status FROM sagas")
+    status = {r["id"]: r["status"] for r in rows}
+    report.add("sagas lost", sorted(i for i in outcomes if i not in status))
+    report.add(
+        "sagas not ended",
+        sorted(i for i in outcomes if i in status and outcomes[i].status is None),
+    )
+    report.add(
+        "sagas ended unexpectedly",
+        sorted(
+            f"{o.saga_id}={o.status} (want {'|'.join(sorted(o.expected))})"
+            for o in outcomes.values()
+            if o.status is not None and o.status not in o.expected
+        ),
+    )
+    resources: dict[str, Any] = await stack.sim_json("/admin/resources")
+    live: Counter[str] = Counter()
+    for kind in ("servers", "networks", "subnets"):
+        for item in resources[kind]:
+            live[str(item["saga_id"])] += 1
+    undone = [i for i, s in status.items() if s in ("compensated", "cancelled")]
+    report.add(
+        "undone sagas with VIM leftovers", sorted(f"{i}:{live[i]}" for i in undone if live[i])
+    )
+    ledger = await stack.sql(
+        "SELECT idempotency_key, operation, count(*) AS n FROM vimsim_ledger "
+        "WHERE idempotency_key IS NOT NULL AND operation = ANY($1::text[]) "
+        "GROUP BY idempotency_key, operation HAVING count(*) > 1",
+        list(_CREATES),
+    )
+    report.add(
+        "VIM effects done twice", [f"{r['operation']} {r['idempotency_key']}" for r in ledger]
+    )
+    unsent = await stack.sql("SELECT id FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL")
+    report.add("outbox rows unsent", [str(r["id"]) for r in unsent])
+    dead = await stack.sql("SELECT queue, reason FROM dead_letters")
+    report.add("dead letters", [f"{r['queue']}:{r['reason']}" for r in dead])
+    parked = await stack.sql("SELECT id FROM outbox WHERE dead_at IS NOT NULL")
+    report.add("outbox rows dead", [str(r["id"]) for r in parked])
+    return report
+
+
+def summary(
+    run: Run,
+    cluster: ChaosCluster,
+    *,
+    duplicates: Counter[str],
+    drain: float,
+    local: LocalReport,
+    checker: str,
+) -> str:
+    """The closing summary: sagas by scenario and outcome, the chaos done, what was absorbed."""
+    outcomes = run.outcomes.values()
+    by_scenario: Counter[tuple[str, str]] = Counter(
+        (f"{o.scenario} {o.saga_id.rsplit('/', 1)[-1]}", o.status or "not ended") for o in outcomes
+    )
+    tally = cluster.tally
+    lines = [
+        "== chaos summary",
+        f"  sagas                              {len(run.outcomes)}",
+        *(f"    {s:<30} {st:<20} {n}" for (s, st), n in sorted(by_scenario.items())),
+        f"  kills                              {sum(tally.kills.values())}",
+        *(f"    {name:<40} {n}" for name, n in sorted(tally.kills.items())),
+        f"  broker restarts                    {tally.restarts['broker']}",
+        f"  database restarts                  {tally.restarts['database']}",
+        f"  services that exited on their own  {len(tally.exits)} {tally.exits or ''}",
+        f"  duplicates absorbed                {sum(duplicates.values())}",
+        *(f"    {name:<40} {n}" for name, n in sorted(duplicates.items())),
+        f"  StartSaga publishes retried        {run.publisher.resent}",
+        f"  time to drain                      {drain:.1f}s",
+        "== local check",
+        local.render(),
+        "== checker",
+        checker,
+    ]
+    return "\n".join(lines)
