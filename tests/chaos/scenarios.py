@@ -18,6 +18,10 @@ FAILED = frozenset({"failed"})
 # A terminate supersedes the instantiate it meets: cancelled if it was still running,
 # completed if it had finished first.
 SUPERSEDED = frozenset({"completed", "cancelled"})
+# A step that fails for good undoes its own half-made work before it answers: with no earlier
+# effect to undo, the saga ends failed. Only if that clean-up itself failed (the VIM was down)
+# does the coordinator compensate the step instead.
+NOTHING_LEFT = frozenset({"failed", "compensated"})
 
 
 class Driver(Protocol):
@@ -133,7 +137,7 @@ async def over_quota(d: Driver, key: str) -> None:
 
 
 async def scale_over_quota(d: Driver, key: str) -> None:
-    """An NS that fits, a scale-out that does not (compensated), then its terminate."""
+    """An NS that fits, a scale-out that does not (nothing of it is left), then a terminate."""
     if (account := await _with_account(d, key, instances=2)) is None:
         return
     ns = f"ns-{key}"
@@ -141,7 +145,7 @@ async def scale_over_quota(d: Driver, key: str) -> None:
     if not await d.end(f"{key}/instantiate", COMPLETED):
         return
     await d.begin("ns.scale-out", f"{key}/scale", _scale(ns, account, 2))
-    await d.end(f"{key}/scale", COMPENSATED)
+    await d.end(f"{key}/scale", NOTHING_LEFT)
     await d.begin("ns.terminate", f"{key}/terminate", {"ns_id": ns, "vim_account_id": account})
     await d.end(f"{key}/terminate", COMPLETED)
 
