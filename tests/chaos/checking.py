@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from tests.chaos.cluster import ChaosCluster
+from tests.faults.checker import FIGURES, Sources, check
 
 
 @dataclass
@@ -13,18 +14,19 @@ class CheckerResult:
     """The checker's rendered figures and the ones that are not zero."""
 
     text: str
+    figures: dict[str, int] = field(default_factory=dict)
     failures: list[str] = field(default_factory=list)
 
 
-async def run_checker(cluster: ChaosCluster) -> CheckerResult:
-    """Run the shared checker; without one in this tree, say so (the local check still runs)."""
-    try:
-        checker = importlib.import_module("tests.faults.checker")
-    except ModuleNotFoundError:
-        return CheckerResult("  (tests.faults.checker is not in this tree: local check only)")
+async def run_checker(cluster: ChaosCluster, started: Iterable[str]) -> CheckerResult:
+    """Run the shared checker over the coordinator's tables, the VIM and the broker."""
     stack = cluster.stack
     assert stack is not None
-    report = await checker.check(db_url=stack.pg_url, vim_url=stack.sim, amqp_url=stack.amqp_url)
-    text = str(report.render())
-    failures = [] if report.clean else [f"checker: {line}" for line in report.problems()]
-    return CheckerResult(text, failures)
+    sources = Sources(db_dsn=stack.dsn, sim_url=stack.sim, amqp_url=stack.amqp_url)
+    report = await check(sources, started=started)
+    failures = [
+        f"checker {name}: {report.figures[name]} ({'; '.join(report.details.get(name, [])[:5])})"
+        for name in FIGURES
+        if report.figures[name]
+    ]
+    return CheckerResult(report.render(), dict(report.figures), failures)

@@ -19,8 +19,6 @@ from tests.chaos.driver import Outcome, Run
 
 _COORDINATOR_DUPLICATE = re.compile(r"\b(duplicate|ignored) \S+ for saga \S+ changed nothing")
 _PARTICIPANT_DUPLICATE = "answering from the stored"
-# Ledger operations that create something: two rows under one idempotency key are two effects.
-_CREATES = ("create_server", "create_network", "create_subnet")
 
 
 def duplicates_absorbed(logs: Path) -> Counter[str]:
@@ -65,17 +63,18 @@ class LocalReport:
 
 
 async def local_check(cluster: ChaosCluster, outcomes: dict[str, Outcome]) -> LocalReport:
-    """Outcomes against expectations, lost and stuck sagas, VIM leftovers, double effects."""
+    """What the checker does not judge: outcomes as the scenarios expect, and no give-ups.
+
+    The checker counts leftovers of compensated and cancelled sagas; no saga of this run
+    fails after its pivot, so a failed one must have left nothing either. The checker fails
+    dead letters without a reason; here nothing is hostile, so any dead letter is a message
+    the system gave up on.
+    """
     stack = cluster.stack
     assert stack is not None
     report = LocalReport()
-    rows = await stack.sql("SELECT id, status FROM sagas")
-    status = {r["id"]: r["status"] for r in rows}
-    report.add("sagas lost", sorted(i for i in outcomes if i not in status))
-    report.add(
-        "sagas not ended",
-        sorted(i for i in outcomes if i in status and outcomes[i].status is None),
-    )
+    status = {r["id"]: r["status"] for r in await stack.sql("SELECT id, status FROM sagas")}
+    report.add("sagas not ended", sorted(i for i, o in outcomes.items() if o.status is None))
     report.add(
         "sagas ended unexpectedly",
         sorted(
@@ -85,31 +84,15 @@ async def local_check(cluster: ChaosCluster, outcomes: dict[str, Outcome]) -> Lo
         ),
     )
     resources: dict[str, Any] = await stack.sim_json("/admin/resources")
-    live: Counter[str] = Counter()
-    for kind in ("servers", "networks", "subnets"):
-        for item in resources[kind]:
-            live[str(item["saga_id"])] += 1
-    # No saga of the run fails after its pivot: whatever did not complete must have left
-    # nothing in the VIM.
-    undone = [i for i, s in status.items() if s in ("compensated", "cancelled", "failed")]
-    report.add(
-        "unfinished sagas with VIM leftovers", sorted(f"{i}:{live[i]}" for i in undone if live[i])
+    live: Counter[str] = Counter(
+        str(item["saga_id"])
+        for kind in ("servers", "networks", "subnets")
+        for item in resources[kind]
     )
-    ledger = await stack.sql(
-        "SELECT idempotency_key, operation, count(*) AS n FROM vimsim_ledger "
-        "WHERE idempotency_key IS NOT NULL AND operation = ANY($1::text[]) "
-        "GROUP BY idempotency_key, operation HAVING count(*) > 1",
-        list(_CREATES),
-    )
-    report.add(
-        "VIM effects done twice", [f"{r['operation']} {r['idempotency_key']}" for r in ledger]
-    )
-    unsent = await stack.sql("SELECT id FROM outbox WHERE sent_at IS NULL AND dead_at IS NULL")
-    report.add("outbox rows unsent", [str(r["id"]) for r in unsent])
+    failed = [i for i, s in status.items() if s == "failed" and live[i]]
+    report.add("failed sagas with VIM leftovers", sorted(f"{i}:{live[i]}" for i in failed))
     dead = await stack.sql("SELECT queue, reason FROM dead_letters")
     report.add("dead letters", [f"{r['queue']}:{r['reason']}" for r in dead])
-    parked = await stack.sql("SELECT id FROM outbox WHERE dead_at IS NOT NULL")
-    report.add("outbox rows dead", [str(r["id"]) for r in parked])
     return report
 
 

@@ -150,7 +150,7 @@ async def _drive(
         await asyncio.gather(*background, chains, return_exceptions=True)
         await publisher.close()
     local = await report.local_check(cluster, run_.outcomes)
-    checker = await run_checker(cluster)
+    checker = await run_checker(cluster, started=list(run_.outcomes))
     duplicates = report.duplicates_absorbed(workdir / "logs")
     failures = [f"{name}: {n}" for name, n in local.figures.items() if n]
     failures += checker.failures
