@@ -116,22 +116,30 @@ class Watcher:
     async def run(self) -> None:
         """Poll until cancelled, reconnecting whenever the database goes away."""
         conn: asyncpg.Connection | None = None
-        while True:
-            try:
-                if conn is None or conn.is_closed():
-                    conn = await asyncpg.connect(self.dsn, timeout=5)
-                if self._waiters:
-                    rows = await conn.fetch(
-                        "SELECT id, status FROM sagas WHERE id = ANY($1::text[])",
-                        list(self._waiters),
-                        timeout=10,
-                    )
-                    self._settle({r["id"]: r["status"] for r in rows})
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
-                if conn is not None:
-                    conn.terminate()
-                conn = None
-            await asyncio.sleep(self.interval)
+        try:
+            while True:
+                conn = await self._poll(conn)
+                await asyncio.sleep(self.interval)
+        finally:
+            if conn is not None:
+                conn.terminate()
+
+    async def _poll(self, conn: asyncpg.Connection | None) -> asyncpg.Connection | None:
+        try:
+            if conn is None or conn.is_closed():
+                conn = await asyncpg.connect(self.dsn, timeout=5)
+            if self._waiters:
+                rows = await conn.fetch(
+                    "SELECT id, status FROM sagas WHERE id = ANY($1::text[])",
+                    list(self._waiters),
+                    timeout=10,
+                )
+                self._settle({r["id"]: r["status"] for r in rows})
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError):
+            if conn is not None:
+                conn.terminate()
+            return None
+        return conn
 
     def _settle(self, seen: dict[str, str]) -> None:
         for saga_id, status in seen.items():
