@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,9 @@ pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
 
 @pytest.mark.timeout(1500)
-async def test_short_chaos_run_ends_every_saga_as_its_scenario_says(tmp_path: Path) -> None:
+async def test_short_chaos_run_ends_every_saga_as_its_scenario_says(
+    tmp_path: Path, chaos_summary: Callable[[str], None]
+) -> None:
     """Kills every 2-5 s, one broker and one database restart; the checker finds nothing."""
     options = Options(
         sagas=200,
@@ -23,5 +26,5 @@ async def test_short_chaos_run_ends_every_saga_as_its_scenario_says(tmp_path: Pa
         workdir=tmp_path,
     )
     result = await run(options)
-    print(result.summary)
+    chaos_summary(result.summary + "\n" + "\n".join(f"FAILED: {f}" for f in result.failures))
     assert result.ok, "\n".join([*result.failures, result.summary])
