@@ -175,7 +175,6 @@ class Run:
         self.watcher = watcher
         self.outcomes: dict[str, Outcome] = {}
         self.scenario = ""
-        self.projects_retried = 0
 
     def for_scenario(self, scenario: str) -> Run:
         """A view of this run that files the sagas it starts under `scenario`."""
@@ -202,7 +201,6 @@ class Run:
                         return
             except (aiohttp.ClientError, TimeoutError):
                 pass
-            self.projects_retried += 1
             await asyncio.sleep(0.5)
 
     async def begin(self, saga_type: str, saga_id: str, data: dict[str, Any]) -> None:

@@ -8,7 +8,6 @@ import logging
 import random
 import tempfile
 import time
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,7 +16,7 @@ from tests.chaos.checking import run_checker
 from tests.chaos.cluster import ChaosCluster
 from tests.chaos.driver import Publisher, Run, Watcher
 from tests.chaos.monkey import ChaosPlan, shake, supervisor
-from tests.chaos.scenarios import plan
+from tests.chaos.scenarios import Scenario, plan
 
 log = logging.getLogger("chaos")
 
@@ -65,17 +64,21 @@ async def _chains(run: Run, options: Options, rng: random.Random) -> None:
     # state; the concurrency bound keeps a two-core machine from drowning.
     pace = options.chaos.seconds * 0.7 / max(len(chains), 1)
 
-    async def one(index: int, scenario_run: Awaitable[None]) -> None:
+    async def one(scenario: Scenario, key: str) -> None:
         async with gate:
-            await scenario_run
+            await scenario.run(run.for_scenario(scenario.name), key)
 
     tasks = []
-    for index, scenario in enumerate(chains):
-        key = f"c{index:04d}"
-        view = run.for_scenario(scenario.name)
-        tasks.append(asyncio.create_task(one(index, scenario.run(view, key))))
-        await asyncio.sleep(pace)
-    await asyncio.gather(*tasks)
+    try:
+        for index, scenario in enumerate(chains):
+            tasks.append(asyncio.create_task(one(scenario, f"c{index:04d}")))
+            await asyncio.sleep(pace)
+        await asyncio.gather(*tasks)
+    finally:
+        # Cancelled at the drain bound: the chains still waiting go with it.
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _progress(run: Run, cluster: ChaosCluster, total: int, began: float) -> str:
