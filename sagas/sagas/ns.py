@@ -264,6 +264,7 @@ scale_out_ns: Saga[NsScaleOutInput] = Saga(
             _find_networks,
             kind=StepKind.QUERY,
             uses=("vim-account",),
+            retry=OUTAGE_RETRY,
         ),
         Step(
             "vdus",
@@ -312,6 +313,7 @@ terminate_ns: Saga[NsTerminateInput] = Saga(
             kind=StepKind.RETRIABLE,
             uses=("vim-account",),
             timeout=timedelta(minutes=10),
+            retry=OUTAGE_RETRY,
         ),
         Step("delete-record", lcm.DeleteNsRecord, _final_delete, kind=StepKind.RETRIABLE),
     ),

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict
 from contracts import vim
 from contracts.base import Identifier
 from sagas.dsl import Saga
-from sagas.kinds import LockPolicy, RetryPolicy, StepKind
+from sagas.kinds import OUTAGE_RETRY, LockPolicy, RetryPolicy, StepKind
 from sagas.steps import BuildContext, Step
 
 
@@ -58,6 +58,9 @@ create_vim_account: Saga[vim.VimAccountSpec] = Saga(
             _register,
             kind=StepKind.PIVOT,
             timeout=timedelta(seconds=30),
+            # It checks the credentials against the VIM again: the auth URL is known good by
+            # now, so a VIM that does not answer is down, and worth the outage budget.
+            retry=OUTAGE_RETRY,
         ),
     ),
     resources=_account,
