@@ -37,6 +37,7 @@ def parse(argv: list[str]) -> Options:
     p.add_argument("--db-restarts", type=int, default=1, help="PostgreSQL restarts (1)")
     p.add_argument("--broker-mode", choices=("graceful", "kill"), default="graceful")
     p.add_argument("--concurrency", type=int, default=40, help="chains in flight (40)")
+    p.add_argument("--replicas", type=int, default=1, help="processes of each adapter (1)")
     p.add_argument("--drain-seconds", type=float, default=600, help="drain bound (600)")
     p.add_argument("--seed", type=int, default=0, help="random seed (0)")
     p.add_argument("--workdir", type=Path, default=None, help="where the logs go")
@@ -54,6 +55,7 @@ def parse(argv: list[str]) -> Options:
             broker_mode=a.broker_mode,
         ),
         concurrency=a.concurrency,
+        replicas=a.replicas,
         drain_seconds=a.drain_seconds,
         seed=a.seed,
         workdir=a.workdir,

@@ -21,10 +21,7 @@ from tests.integration.coord_support import migrate
 
 SERVICES = ("vim", "ro", "lcm")
 COORDINATORS = ("coordinator-1", "coordinator-2")
-ADAPTERS = tuple(f"{service}_adapter" for service in SERVICES)
 VIM_SIM = "vim_sim"
-TARGETS = (*COORDINATORS, *ADAPTERS, VIM_SIM)
-"""What the monkey may SIGKILL: every process of the system except the servers."""
 DATABASE = "convection_chaos"
 # An adapter that starts while its broker or database is down stops at once with these codes
 # (convection.startup): by design, so the supervisor starts it again rather than failing the run.
@@ -54,9 +51,20 @@ class Tally:
 class ChaosCluster:
     """Two coordinators, the three adapters and the VIM simulator on private servers."""
 
-    def __init__(self, workdir: Path, *, log_level: str = "INFO") -> None:
+    def __init__(self, workdir: Path, *, replicas: int = 1, log_level: str = "INFO") -> None:
         self.workdir = workdir
         self.log_level = log_level
+        self.replicas = replicas
+        self.adapters = {
+            service: [
+                f"{service}_adapter" + (f"-{n}" if replicas > 1 else "")
+                for n in range(1, replicas + 1)
+            ]
+            for service in SERVICES
+        }
+        adapters = [name for names in self.adapters.values() for name in names]
+        # What the monkey may SIGKILL: every process of the system but the servers.
+        self.targets: tuple[str, ...] = (*COORDINATORS, *adapters, VIM_SIM)
         self.pg = PrivatePostgres(settings={"max_connections": "300"})
         self.rabbit = PrivateRabbit()
         self.tally = Tally()
@@ -71,7 +79,7 @@ class ChaosCluster:
         return _url(self.rabbit, CLIENT_USER)
 
     def service(self, name: str) -> Service:
-        """One service of the system by name (see `TARGETS`)."""
+        """One service of the system by name (see `targets`)."""
         assert self.stack is not None
         return self.stack.group[name]
 
@@ -102,15 +110,19 @@ class ChaosCluster:
             )
 
     def _spawn_adapters(self, stack: Stack) -> None:
-        for service in SERVICES:
-            stack.spawn(
-                f"{service}_adapter",
-                f"{service}_adapter",
-                CONVECTION_AMQP_URL=_url(self.rabbit, service_user(service)),
-                CONVECTION_COORDINATOR_USER=COORDINATOR_USER,
-                CONVECTION_DECLARE_TOPOLOGY="false",
-                CONVECTION_LOG_LEVEL=self.log_level,
-            )
+        for service, names in self.adapters.items():
+            for name in names:
+                self._spawn_adapter(stack, service, name)
+
+    def _spawn_adapter(self, stack: Stack, service: str, name: str) -> None:
+        stack.spawn(
+            name,
+            f"{service}_adapter",
+            CONVECTION_AMQP_URL=_url(self.rabbit, service_user(service)),
+            CONVECTION_COORDINATOR_USER=COORDINATOR_USER,
+            CONVECTION_DECLARE_TOPOLOGY="false",
+            CONVECTION_LOG_LEVEL=self.log_level,
+        )
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[ChaosCluster]:
@@ -125,7 +137,8 @@ class ChaosCluster:
                 await stack.consumers(topology.COORDINATOR_SAGAS_QUEUE, at_least=2, within=120)
                 self._spawn_adapters(stack)
                 for service in SERVICES:
-                    await stack.consumers(topology.command_queue(service), within=120)
+                    queue = topology.command_queue(service)
+                    await stack.consumers(queue, at_least=self.replicas, within=120)
                 await stack.until("the VIM simulator answers", self._sim_up, within=60)
                 yield self
         finally:
@@ -189,7 +202,7 @@ class ChaosCluster:
         if self._servers_down:
             return
         async with self._lock:
-            for name in TARGETS:
+            for name in self.targets:
                 service = self.service(name)
                 if name not in self._down and not service.running:
                     self.tally.exits.append((name, service.returncode))
@@ -198,5 +211,5 @@ class ChaosCluster:
     async def revive_all(self) -> None:
         """Bring every service up (the end of the chaos window)."""
         await self.supervise()
-        for name in TARGETS:
+        for name in self.targets:
             await self.revive(name)

@@ -13,7 +13,7 @@ import random
 import time
 from dataclasses import dataclass
 
-from tests.chaos.cluster import TARGETS, ChaosCluster
+from tests.chaos.cluster import ChaosCluster
 
 log = logging.getLogger("chaos")
 
@@ -70,7 +70,7 @@ async def shake(cluster: ChaosCluster, plan: ChaosPlan, rng: random.Random) -> N
                 continue
             if kills >= plan.max_kills:
                 continue
-            target = rng.choice(TARGETS)
+            target = rng.choice(cluster.targets)
             await cluster.kill(target)
             kills += 1
             await asyncio.sleep(rng.uniform(*plan.down_for))

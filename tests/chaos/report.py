@@ -14,21 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.chaos.cluster import ADAPTERS, COORDINATORS, ChaosCluster
+from tests.chaos.cluster import COORDINATORS, ChaosCluster
 from tests.chaos.driver import Outcome, Run
 
 _COORDINATOR_DUPLICATE = re.compile(r"\b(duplicate|ignored) \S+ for saga \S+ changed nothing")
 _PARTICIPANT_DUPLICATE = "answering from the stored"
 
 
-def duplicates_absorbed(logs: Path) -> Counter[str]:
+def duplicates_absorbed(cluster: ChaosCluster, logs: Path) -> Counter[str]:
     """Count the duplicates each kind of service absorbed, from its log."""
     found: Counter[str] = Counter()
     for name in COORDINATORS:
         for match in _COORDINATOR_DUPLICATE.finditer(_read(logs / f"{name}.log")):
             found[f"coordinator {match.group(1)}"] += 1
-    for name in ADAPTERS:
-        found[f"{name} stored reply"] += _read(logs / f"{name}.log").count(_PARTICIPANT_DUPLICATE)
+    for service, names in cluster.adapters.items():
+        for name in names:
+            text = _read(logs / f"{name}.log")
+            found[f"{service}-adapter stored reply"] += text.count(_PARTICIPANT_DUPLICATE)
     return found
 
 

@@ -29,6 +29,7 @@ class Options:
         sagas: How many sagas the chains start in all.
         chaos: The monkey's plan (window length, kill pace, server restarts).
         concurrency: Chains in flight at once.
+        replicas: Processes of each adapter (sharing its queue).
         drain_seconds: How long to wait, after the window, for everything to end.
         seed: Seed of every random choice (chains, targets, pauses), for a rerun.
         workdir: Where logs go (kept); a temporary folder when None.
@@ -38,6 +39,7 @@ class Options:
     sagas: int = 200
     chaos: ChaosPlan = field(default_factory=ChaosPlan)
     concurrency: int = 40
+    replicas: int = 1
     drain_seconds: float = 600.0
     seed: int = 0
     workdir: Path | None = None
@@ -117,7 +119,7 @@ async def run(options: Options) -> Result:
     rng = random.Random(options.seed)
     # Kept after the run: the logs are how a failed run explains itself.
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="convection-chaos-"))
-    cluster = ChaosCluster(workdir)
+    cluster = ChaosCluster(workdir, replicas=options.replicas)
     async with cluster.running():
         return await _drive(cluster, options, rng, workdir)
 
@@ -154,7 +156,7 @@ async def _drive(
         await publisher.close()
     local = await report.local_check(cluster, run_.outcomes)
     checker = await run_checker(cluster, started=list(run_.outcomes))
-    duplicates = report.duplicates_absorbed(workdir / "logs")
+    duplicates = report.duplicates_absorbed(cluster, workdir / "logs")
     failures = [f"{name}: {n}" for name, n in local.figures.items() if n]
     failures += checker.failures
     if timed_out:
@@ -162,7 +164,10 @@ async def _drive(
     if crashes := cluster.tally.crashes:
         failures.append(f"services exited on their own: {crashes}")
     if len(run_.outcomes) != options.sagas:
-        failures.append(f"{len(run_.outcomes)} sagas started, {options.sagas} planned")
+        failures.append(
+            f"{len(run_.outcomes)} sagas started, {options.sagas} planned"
+            " (a chain stops at its first unexpected outcome)"
+        )
     summary = report.summary(
         run_, cluster, duplicates=duplicates, drain=drain, local=local, checker=checker.text
     )
