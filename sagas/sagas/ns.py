@@ -313,7 +313,6 @@ terminate_ns: Saga[NsTerminateInput] = Saga(
             kind=StepKind.RETRIABLE,
             uses=("vim-account",),
             timeout=timedelta(minutes=10),
-            retry=OUTAGE_RETRY,
         ),
         Step("delete-record", lcm.DeleteNsRecord, _final_delete, kind=StepKind.RETRIABLE),
     ),

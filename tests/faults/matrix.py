@@ -171,6 +171,33 @@ class World(Stack):
             await self.adapters_up()
         await self.until("the VIM simulator answers", self._sim_up, within=60)
 
+    async def ready(self) -> None:
+        """Bring back whatever an earlier scenario left down: servers, frozen or dead services."""
+        await asyncio.to_thread(self.rabbit.ensure_running)
+        await asyncio.to_thread(self.pg.ensure_running)
+        for service in self.group:
+            if service.running:
+                service.thaw()
+            else:
+                service.env.pop("CONVECTION_FAILPOINT", None)
+                service.start()
+        replicas = sum(1 for s in self.group if s.name[0] == "c" and s.name[1:].isdigit())
+        await self.consumers(topology.COORDINATOR_SAGAS_QUEUE, at_least=replicas, within=120)
+        for service in SERVICES:
+            await self.consumers(topology.command_queue(service), within=120)
+        await self.until("the VIM simulator answers", self._sim_up, within=60)
+
+    async def restart_with(self, name: str, **env: str) -> None:
+        """Restart service `name` with `env` added to its environment (e.g. a failpoint)."""
+        service = self.group[name]
+        await asyncio.to_thread(service.terminate)
+        service.env |= env
+        service.start()
+        # Back at work before the scenario starts sagas, or the others do all of it meanwhile.
+        text = "coordinator started" if name[0] == "c" and name[1:].isdigit() else " consuming ("
+        await service.wait_for_log(text, within=120)
+        await self.ready()
+
     async def adapters_up(self, **env: str) -> None:
         """Start the three adapters and wait until each consumes its queue."""
         for service in SERVICES:
@@ -266,14 +293,26 @@ class World(Stack):
             message = aio_pika.Message(body, user_id=user, **props)
             await target.publish(message, routing_key)
 
-    async def in_flight(self, steps: int, within: float = 180) -> None:
-        """Wait until `steps` steps of the started sagas have succeeded (work is in flight)."""
+    async def in_flight(self, prefix: str, steps: int, within: float = 180) -> None:
+        """Wait until `steps` steps of the sagas named `prefix-*` succeeded; print how many of
+        them are still open (the fault that follows hits work in flight)."""
+        like = f"{prefix}-%"
 
         async def far_enough() -> bool:
-            rows = await self.sql("SELECT count(*) AS n FROM saga_steps WHERE status = 'succeeded'")
+            rows = await self.sql(
+                "SELECT count(*) AS n FROM saga_steps WHERE status = 'succeeded'"
+                " AND saga_id LIKE $1",
+                like,
+            )
             return int(rows[0]["n"]) >= steps
 
-        await self.until(f"{steps} steps succeeded", far_enough, within)
+        await self.until(f"{steps} steps of {prefix} succeeded", far_enough, within)
+        rows = await self.sql(
+            "SELECT count(*) AS n FROM sagas WHERE id LIKE $1 AND NOT (status = ANY($2::text[]))",
+            like,
+            list(TERMINAL),
+        )
+        print(f"\n{prefix}: the fault comes with {rows[0]['n']} sagas in flight")
 
     async def wait_step(self, saga_id: str, name: str, status: str, within: float = 120) -> None:
         """Wait until step `name` of a saga has `status`."""

@@ -9,16 +9,13 @@ end, once, as it would have.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.faults.matrix import SERVICES, World, elapsed, world
-from tests.faults.private import PrivatePostgres, PrivateRabbit
+from tests.faults.matrix import SERVICES, World, elapsed
 from tests.unit.world import example
 
-pytestmark = [pytest.mark.faults, pytest.mark.slow]
-Servers = tuple[PrivateRabbit, PrivatePostgres]
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 ACCOUNTS = 980
 NSS = 20
 
@@ -28,36 +25,34 @@ async def _rows(w: World) -> int:
 
 
 @pytest.mark.timeout(1200)
-async def test_thousand_sagas_through_a_full_restart(servers: Servers, tmp_path: Path) -> None:
-    async with world(servers, tmp_path / "logs") as w:
-        await w.up(replicas=2)
-        await w.register_account()
-        for service in SERVICES:
-            w.group.kill(f"{service}_adapter")
-        began = time.monotonic()
-        expect: dict[str, str] = {}
-        for index in range(ACCOUNTS):
-            saga_id = f"acct-{index}"
-            data = example("vim-account.create", vim_account_id=f"vim-{index}")
-            data["credentials"]["auth_url"] = f"{w.sim}/identity/v3"
-            await w.begin("vim-account.create", saga_id, data)
-            expect[saga_id] = "completed"
-        expect |= await w.nss("backlog", NSS, failing=[3, 11])
-        print(f"\n{len(expect)} sagas started in {elapsed(began)}")
+async def test_thousand_sagas_through_a_full_restart(scene: World) -> None:
+    w = scene
+    for service in SERVICES:
+        w.group.kill(f"{service}_adapter")
+    began = time.monotonic()
+    expect: dict[str, str] = {}
+    for index in range(ACCOUNTS):
+        saga_id = f"acct-{index}"
+        data = example("vim-account.create", vim_account_id=f"vim-{index}")
+        data["credentials"]["auth_url"] = f"{w.sim}/identity/v3"
+        await w.begin("vim-account.create", saga_id, data)
+        expect[saga_id] = "completed"
+    expect |= await w.nss("backlog", NSS, failing=[3, 11])
+    print(f"\n{len(expect)} sagas started in {elapsed(began)}")
 
-        async def some_recorded() -> bool:
-            return await _rows(w) >= 300
+    async def some_recorded() -> bool:
+        return await _rows(w) >= 300
 
-        await w.until("300 sagas recorded", some_recorded, within=300)
-        for name in ("c1", "c2"):
-            w.group.kill(name)
-        recorded = await _rows(w)
-        print(f"both coordinators killed with {recorded} of {len(expect) + 1} sagas recorded")
-        assert recorded < len(expect), "the backlog was gone before the kill: no test"
-        for name in ("c1", "c2"):
-            w.group[name].start()
-        for service in SERVICES:
-            w.group[f"{service}_adapter"].start()
-        restarted = time.monotonic()
-        await w.checked(expect, within=900)
-        print(f"backlog drained {elapsed(restarted)} after the restart")
+    await w.until("300 sagas recorded", some_recorded, within=300)
+    for name in ("c1", "c2"):
+        w.group.kill(name)
+    recorded = await _rows(w)
+    print(f"both coordinators killed with {recorded} of {len(expect) + 1} sagas recorded")
+    assert recorded < len(expect), "the backlog was gone before the kill: no test"
+    for name in ("c1", "c2"):
+        w.group[name].start()
+    for service in SERVICES:
+        w.group[f"{service}_adapter"].start()
+    restarted = time.monotonic()
+    await w.checked(expect, within=900)
+    print(f"backlog drained {elapsed(restarted)} after the restart")

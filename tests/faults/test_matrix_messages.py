@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,11 +19,9 @@ from contracts import ErrorInfo, Progress, Reply, encode, topology
 from contracts.base import new_id
 from convection.participant_replies import final_reply_id
 from coordinator.broker_setup import COORDINATOR_USER, service_user
-from tests.faults.matrix import World, world
-from tests.faults.private import PrivatePostgres, PrivateRabbit
+from tests.faults.matrix import World
 
-pytestmark = [pytest.mark.faults, pytest.mark.slow]
-Servers = tuple[PrivateRabbit, PrivatePostgres]
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 _STEPS = (
     "SELECT saga_id, name, service, status, attempt, command_id, result, comp_status,"
     " comp_attempt, comp_command_id FROM saga_steps WHERE command_id IS NOT NULL"
@@ -98,24 +95,22 @@ async def _footprint(w: World) -> tuple[int, int, list[Any]]:
 
 
 @pytest.mark.timeout(600)
-async def test_duplicate_reordered_and_late_replies(servers: Servers, tmp_path: Path) -> None:
-    async with world(servers, tmp_path / "logs") as w:
-        await w.up(replicas=2)
-        await w.register_account()
-        expect = await w.nss("dup", 4, failing=[1])
-        # While the sagas run: every step answered so far hears its answers again, out of order.
-        await w.in_flight(steps=8)
-        running = await w.sql(_STEPS + " AND status IN ('succeeded', 'failed')")
-        in_flight = await _confuse(w, running)
-        await w.settle(expect)
-        # After they ended: everything again, for every step, much too late.
-        await asyncio.sleep(3)
-        before = await _footprint(w)
-        late = await _confuse(w, await w.sql(_STEPS))
-        await asyncio.sleep(10)
-        assert await _footprint(w) == before, "a late reply changed a finished saga"
-        print(f"\nreplies sent: {in_flight} in flight, {late} late")
-        await w.checked(expect)
+async def test_duplicate_reordered_and_late_replies(scene: World) -> None:
+    w = scene
+    expect = await w.nss("dup", 4, failing=[1])
+    # While the sagas run: every step answered so far hears its answers again, out of order.
+    await w.in_flight("dup", steps=8)
+    running = await w.sql(_STEPS + " AND status IN ('succeeded', 'failed')")
+    in_flight = await _confuse(w, running)
+    await w.settle(expect)
+    # After they ended: everything again, for every step, much too late.
+    await asyncio.sleep(3)
+    before = await _footprint(w)
+    late = await _confuse(w, await w.sql(_STEPS))
+    await asyncio.sleep(10)
+    assert await _footprint(w) == before, "a late reply changed a finished saga"
+    print(f"\nreplies sent: {in_flight} in flight, {late} late")
+    await w.checked(expect)
 
 
 def _command(action: str, payload: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -136,43 +131,40 @@ def _command(action: str, payload: dict[str, Any], **changes: Any) -> dict[str, 
 
 
 @pytest.mark.timeout(600)
-async def test_poison_commands_are_dead_lettered_with_a_reason(
-    servers: Servers, tmp_path: Path
-) -> None:
-    async with world(servers, tmp_path / "logs") as w:
-        await w.up(replicas=2)
-        await w.register_account()
-        expect = await w.nss("poison", 4, failing=[3])
-        deep = b"[" * 10_000 + b"]" * 10_000
-        poisons = {
-            "ro": [
-                b"not json at all",
-                deep,
-                json.dumps(_command("ro.no-such-action", {})).encode(),
-                json.dumps(_command("ro.create-networks", {}, service="lcm")).encode(),
-            ],
-            "lcm": [b"\xff\xfe not utf-8", json.dumps({"type": "step.command"}).encode()],
-        }
-        for service, bodies in poisons.items():
-            for body in bodies:
-                await w.publish_as(
-                    COORDINATOR_USER,
-                    topology.COMMANDS_EXCHANGE,
-                    service,
-                    body,
-                    message_id=new_id(),
-                    content_type="application/json",
-                )
-        await w.settle(expect)
-        total = sum(len(b) for b in poisons.values())
+async def test_poison_commands_are_dead_lettered_with_a_reason(scene: World) -> None:
+    w = scene
+    before = len(await w.sql("SELECT id FROM dead_letters"))
+    expect = await w.nss("poison", 4, failing=[3])
+    deep = b"[" * 10_000 + b"]" * 10_000
+    poisons = {
+        "ro": [
+            b"not json at all",
+            deep,
+            json.dumps(_command("ro.no-such-action", {})).encode(),
+            json.dumps(_command("ro.create-networks", {}, service="lcm")).encode(),
+        ],
+        "lcm": [b"\xff\xfe not utf-8", json.dumps({"type": "step.command"}).encode()],
+    }
+    for service, bodies in poisons.items():
+        for body in bodies:
+            await w.publish_as(
+                COORDINATOR_USER,
+                topology.COMMANDS_EXCHANGE,
+                service,
+                body,
+                message_id=new_id(),
+                content_type="application/json",
+            )
+    await w.settle(expect)
+    total = sum(len(b) for b in poisons.values())
 
-        async def collected() -> bool:
-            rows = await w.sql("SELECT count(*) AS n FROM dead_letters")
-            return int(rows[0]["n"]) >= total
+    async def collected() -> bool:
+        rows = await w.sql("SELECT count(*) AS n FROM dead_letters")
+        return int(rows[0]["n"]) >= before + total
 
-        await w.until("every poison command is collected", collected, within=60)
-        rows = await w.sql("SELECT queue, reason FROM dead_letters ORDER BY id")
-        print(f"dead letters: {[tuple(r) for r in rows]}")
-        assert len(rows) == total, rows
-        assert {r["queue"] for r in rows} == {"convection.commands.ro", "convection.commands.lcm"}
-        await w.checked(expect)
+    await w.until("every poison command is collected", collected, within=60)
+    rows = await w.sql("SELECT queue, reason FROM dead_letters ORDER BY id OFFSET $1", before)
+    print(f"dead letters: {[tuple(r) for r in rows]}")
+    assert len(rows) == total, rows
+    assert {r["queue"] for r in rows} == {"convection.commands.ro", "convection.commands.lcm"}
+    await w.checked(expect)

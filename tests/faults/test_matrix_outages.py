@@ -11,22 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.faults.matrix import World, elapsed, world
-from tests.faults.private import PrivatePostgres, PrivateRabbit
+from tests.faults.matrix import World, elapsed
 
-pytestmark = [pytest.mark.faults, pytest.mark.slow]
-Servers = tuple[PrivateRabbit, PrivatePostgres]
+pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.asyncio(loop_scope="module")]
 
 
 async def _vim_outage(w: World, prefix: str, seconds: float) -> None:
-    await w.up(replicas=2)
-    await w.register_account()
     expect = await w.nss(prefix, 6, failing=[1, 4])
-    await w.in_flight(steps=8)
+    await w.in_flight(prefix, steps=8)
     w.group.kill("vim_sim")
     began = time.monotonic()
     await asyncio.sleep(seconds)
@@ -37,32 +32,28 @@ async def _vim_outage(w: World, prefix: str, seconds: float) -> None:
 
 
 @pytest.mark.timeout(600)
-async def test_vim_killed_20s(servers: Servers, tmp_path: Path) -> None:
-    async with world(servers, tmp_path / "logs") as w:
-        await _vim_outage(w, "vim20", 20)
+async def test_vim_killed_20s(scene: World) -> None:
+    await _vim_outage(scene, "vim20", 20)
 
 
 @pytest.mark.timeout(900)
-async def test_vim_killed_3min(servers: Servers, tmp_path: Path) -> None:
-    async with world(servers, tmp_path / "logs") as w:
-        await _vim_outage(w, "vim180", 180)
+async def test_vim_killed_3min(scene: World) -> None:
+    await _vim_outage(scene, "vim180", 180)
 
 
 @pytest.mark.timeout(600)
-async def test_frozen_coordinator_hands_its_work_over(servers: Servers, tmp_path: Path) -> None:
-    async with world(servers, tmp_path / "logs") as w:
-        await w.up(replicas=2)
-        await w.register_account()
-        expect = await w.nss("frozen", 6, failing=[2])
-        await w.in_flight(steps=6)
-        w.group.freeze("c1")
-        began = time.monotonic()
-        try:
-            # Every saga ends while c1 is still frozen: whatever it held was handed over.
-            await w.settle(expect, within=300)
-            print(f"\nall sagas ended {elapsed(began)} after c1 froze")
-        finally:
-            w.group.thaw("c1")
-        await w.checked(expect)
-        # Thawed, c1 finds its connection gone, reconnects and works again.
-        await w.consumers("convection.coordinator.sagas", at_least=2, within=120)
+async def test_frozen_coordinator_hands_its_work_over(scene: World) -> None:
+    w = scene
+    expect = await w.nss("frozen", 6, failing=[2])
+    await w.in_flight("frozen", steps=6)
+    w.group.freeze("c1")
+    began = time.monotonic()
+    try:
+        # Every saga ends while c1 is still frozen: whatever it held was handed over.
+        await w.settle(expect, within=300)
+        print(f"\nall sagas ended {elapsed(began)} after c1 froze")
+    finally:
+        w.group.thaw("c1")
+    await w.checked(expect)
+    # Thawed, c1 finds its connection gone, reconnects and works again.
+    await w.consumers("convection.coordinator.sagas", at_least=2, within=120)

@@ -46,3 +46,14 @@ async def test_sagas_complete_and_compensate_on_sqlite_and_the_memory_broker(
         await participant.stop()
         await participant.transport.close()
         await client.close()
+
+
+async def test_the_consumers_share_the_outage_that_readiness_reports(tmp_path: Path) -> None:
+    # Found by the fault matrix: a second `Handlers(...)` without the coordinator's outage
+    # replaced the first, so the consumers rode out a database outage that readiness never saw.
+    db_url = f"sqlite+aiosqlite:///{tmp_path / 'embedded.db'}"
+    await migrate(db_url)
+    config = settings("memory://", db_url)
+    async with Coordinator(config, registry=osm_registry(), memory_broker=MemoryBroker()) as c:
+        handlers = {consumer._handler.__self__ for consumer in c._consumers}  # type: ignore[attr-defined]
+        assert [h.database for h in handlers] == [c._database]

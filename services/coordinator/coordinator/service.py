@@ -40,7 +40,7 @@ from coordinator.relay import OutboxRelay
 from coordinator.senders import Senders
 from coordinator.settings import CoordinatorSettings
 from coordinator.store import SagaFilter, Store, check_schema, queries
-from coordinator.store.dialect import Lease
+from coordinator.store.dialect import COORDINATOR_APPLICATION, Lease
 from coordinator.timers import Timers
 from sagas import Registry, secret_paths
 
@@ -184,7 +184,9 @@ class Coordinator:
         s = self.settings
         self._sealer()  # refuse before connecting anything
         if self._db_engine is None:
-            self._db_engine = make_engine(s.db_url, pool_size=s.db_pool_size)
+            self._db_engine = make_engine(
+                s.db_url, pool_size=s.db_pool_size, application_name=COORDINATOR_APPLICATION
+            )
         try:
             if s.check_schema:
                 await check_schema(self._db_engine)
@@ -229,6 +231,7 @@ class Coordinator:
                 interval=s.timer_interval,
                 batch=s.timer_batch,
                 database=self._database,
+                stalled_after=s.stalled_transaction_seconds,
             )
             own = topology.coordinator_topology(self.registry.services())
             self._collector = DeadLetterCollector(
@@ -243,7 +246,6 @@ class Coordinator:
             handlers = Handlers(self._processor, self.metrics, database=self._database)
             if s.collect_dead_letters:
                 await self._collector.start()
-            handlers = Handlers(self._processor, self.metrics)
             for queue, handler in (
                 (topology.COORDINATOR_SAGAS_QUEUE, handlers.on_saga_message),
                 (topology.COORDINATOR_REPLIES_QUEUE, handlers.on_reply),

@@ -28,6 +28,13 @@ class CoordinatorSettings(BaseSettings):
     timer_interval: float = Field(default=1.0, gt=0, le=300)
     timer_batch: int = Field(default=100, ge=1, le=10_000)
     publish_timeout: float = Field(default=5.0, gt=0, le=120)
+    stalled_transaction_seconds: float = Field(
+        default=30.0,
+        ge=1,
+        le=3600,
+        description="end another replica's transaction once it has waited this long for its "
+        "client (a frozen replica holding row locks); it rolls back, nothing is lost",
+    )
     db_pool_size: int = Field(default=5, ge=1, le=200)
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     check_schema: bool = True

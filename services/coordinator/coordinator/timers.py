@@ -3,6 +3,10 @@
 Each tick also looks for parked sagas whose definition version this coordinator has, and
 feeds their kept events (a replica with an older or newer set of definitions parked them).
 
+Every few ticks it also ends the transactions of replicas stalled inside one (frozen, paused)
+for longer than `stalled_after` seconds, whose row locks would otherwise hold up the replicas
+that took over their messages (`Store.fence_stalled`).
+
 Each tick reads what is due by the database clock, then feeds each event through the same
 transaction path as a message (saga row locked, decide, write). The saga row is taken with
 SKIP LOCKED: a saga another replica is advancing is left for the next tick, and the engine
@@ -14,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import datetime
 
@@ -63,8 +68,11 @@ class Timers:
         interval: float = 1.0,
         batch: int = 100,
         database: Outage | None = None,
+        stalled_after: float = 30.0,
     ) -> None:
         self.database = database or Outage("database", lambda _exc: True)
+        self.stalled_after = stalled_after
+        self._fenced_at = 0.0
         self.processor = processor
         self.store = processor.store
         self.metrics = metrics
@@ -119,12 +127,26 @@ class Timers:
         while True:
             try:
                 await self.tick()
+                await self._fence()
                 self.database.recovered()
             except (StoreUnavailable, Conflict) as exc:
                 self.database.failed(exc)  # logged once per outage, not once per tick
             except Exception:
                 logger.exception("timer tick failed; trying again next tick")
             await asyncio.sleep(self.interval)
+
+    async def _fence(self) -> None:
+        # A third of the bound apart: a stalled transaction ends within 4/3 of it.
+        if time.monotonic() - self._fenced_at < self.stalled_after / 3:
+            return
+        self._fenced_at = time.monotonic()
+        ended = await self.store.fence_stalled(self.stalled_after)
+        if ended:
+            logger.warning(
+                "ended %d coordinator transaction(s) stalled for over %.0fs (a frozen replica?)",
+                ended,
+                self.stalled_after,
+            )
 
 
 def _maker(due: StepDue) -> Callable[[datetime], Event]:

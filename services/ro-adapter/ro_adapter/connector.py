@@ -15,7 +15,13 @@ import aiohttp
 
 from contracts import ro
 from convection import StepFailed, StepRetryable
-from convection.openstack import CallContext, NotFound, OpenStackClient, OpenStackError
+from convection.openstack import (
+    CallContext,
+    NotFound,
+    OpenStackClient,
+    OpenStackError,
+    VimTransient,
+)
 from convection.sealing import Vault, is_sealed
 
 _MAX_TAG = 60
@@ -202,8 +208,15 @@ def open_connector(
     return OpenStackConnector(client)
 
 
-def step_error(exc: OpenStackError) -> StepFailed | StepRetryable:
-    """Return the step exception an OpenStack error means, keeping the VIM's message."""
+def step_error(exc: OpenStackError, *, created: bool = False) -> StepFailed | StepRetryable:
+    """Return the step exception an OpenStack error means, keeping the VIM's message.
+
+    A retryable error of a step that creates is uncertain when the step created something
+    already (`created`) or when the call itself may have taken effect (a timeout, a 5xx or
+    a dropped connection, unlike a VIM that refused the connection): were the saga to
+    compensate before a retry succeeds, the step must be undone too.
+    """
     if exc.retryable:
-        return StepRetryable(exc.message, code=exc.code)
+        uncertain = created or isinstance(exc, VimTransient)
+        return StepRetryable(exc.message, code=exc.code, uncertain=uncertain)
     return StepFailed(exc.message, code=exc.code)

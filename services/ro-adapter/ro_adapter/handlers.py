@@ -52,7 +52,7 @@ class RoHandlers:
                 network_id = await vim.create_network(spec, tags, ctx.idempotency_key)
                 created.append(ro.CreatedNetwork(name=spec.name, network_id=network_id))
         except OpenStackError as exc:
-            error = step_error(exc)
+            error = step_error(exc, created=bool(created))
             if isinstance(error, StepFailed):
                 await self._undo_networks(vim, ctx.idempotency_key, error)
             raise error from exc
@@ -117,7 +117,7 @@ class RoHandlers:
                     wanted.append((server_id, vdu.name))
             servers = await self._wait_active(vim, wanted, ctx)
         except OpenStackError as exc:
-            error = step_error(exc)
+            error = step_error(exc, created=bool(wanted))
             if isinstance(error, StepFailed):
                 await self._undo_servers(vim, ctx.idempotency_key, error)
             raise error from exc

@@ -81,8 +81,13 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> AsyncEngine:
-    """Create an async engine for `url` with the settings each dialect needs."""
+def make_engine(
+    url: str, *, pool_size: int = 5, echo: bool = False, application_name: str | None = None
+) -> AsyncEngine:
+    """Create an async engine for `url` with the settings each dialect needs.
+
+    `application_name` names the connections in PostgreSQL's `pg_stat_activity`.
+    """
     url = normalise_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
@@ -101,6 +106,8 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> AsyncEng
         return engine
     # statement_cache_size=0 keeps asyncpg usable behind PgBouncer transaction pooling.
     kwargs["connect_args"] = {"statement_cache_size": 0}
+    if application_name is not None:
+        kwargs["connect_args"]["server_settings"] = {"application_name": application_name}
     kwargs["pool_size"] = pool_size
     kwargs["max_overflow"] = pool_size
     kwargs["pool_pre_ping"] = True

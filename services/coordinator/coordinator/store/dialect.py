@@ -35,6 +35,19 @@ logger = logging.getLogger(__name__)
 NOTIFY_CHANNEL = "convection_outbox"
 """The PostgreSQL channel on which a commit with outbox rows wakes every relay."""
 
+COORDINATOR_APPLICATION = "convection-coordinator"
+"""The application_name of the coordinator's pooled connections (`pg_stat_activity`)."""
+
+# Sessions of coordinators that stopped talking inside a transaction: waiting for their client
+# (ClientRead) since longer than the bound, idle in a transaction or halfway through the
+# extended protocol (after Parse, before Bind: "active", which no server timeout covers).
+_STALLED = text(
+    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND application_name = :app"
+    " AND pid <> pg_backend_pid() AND xact_start IS NOT NULL AND wait_event = 'ClientRead'"
+    " AND state_change < clock_timestamp() - make_interval(secs => :secs)"
+)
+
 _QUEUES_LOCK = 0x636F6E766C6F636B  # "convlock": the resource lock queues' advisory lock
 
 
@@ -91,6 +104,21 @@ class Dialect:
         """
         if self.postgres:
             await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _QUEUES_LOCK})
+
+    async def fence_stalled(self, conn: AsyncConnection, older_than: float) -> int:
+        """End the transactions of coordinator sessions stalled longer than `older_than` s.
+
+        A replica frozen (SIGSTOP, a paused VM) in the middle of a transaction keeps its row
+        locks, so the replica that got its redelivered messages would wait on them forever.
+        Ending a transaction never loses anything: it rolls back, and its message comes back.
+        Returns how many sessions were ended (always 0 on SQLite: one process, one writer).
+        """
+        if not self.postgres:
+            return 0
+        ended = (
+            await conn.execute(_STALLED, {"app": COORDINATOR_APPLICATION, "secs": older_than})
+        ).scalar_one()
+        return int(ended or 0)
 
     async def listen(self, wake: Callable[[], None], *, retry_every: float = 1.0) -> None:
         """Call `wake` on every commit with outbox rows, from any replica, until cancelled.

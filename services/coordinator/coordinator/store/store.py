@@ -76,6 +76,13 @@ class Store(OutboxQueries, LockQueries, ParkingQueries, DeadLetterQueries):
         """Return the database clock's time."""
         return await self.dialect.now(conn)
 
+    async def fence_stalled(self, older_than: float) -> int:
+        """End coordinator transactions stalled longer than `older_than` s (see `Dialect`)."""
+        async with self.reading() as conn:
+            ended = await self.dialect.fence_stalled(conn, older_than)
+            await conn.commit()
+        return ended
+
     # -- inbox --------------------------------------------------------------------------------
 
     async def claim_inbox(self, conn: AsyncConnection, message_id: str, at: datetime) -> bool:
