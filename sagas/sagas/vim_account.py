@@ -60,6 +60,9 @@ create_vim_account: Saga[vim.VimAccountSpec] = Saga(
             _register,
             kind=StepKind.PIVOT,
             timeout=timedelta(seconds=30),
+            # It checks the credentials against the VIM again: the auth URL is known good by
+            # now, so a VIM that does not answer is down, and worth the outage budget.
+            retry=OUTAGE_RETRY,
         ),
     ),
     resources=_account,

@@ -50,11 +50,17 @@ def _outward(exc: BaseException) -> Iterator[BaseException]:
     while current is not None and id(current) not in seen:
         seen.add(id(current))
         yield current
+        after = current.__cause__ or current.__context__
         orig = getattr(current, "orig", None)
-        if isinstance(orig, BaseException) and id(orig) not in seen:
-            yield orig
-            seen.add(id(orig))
-        current = current.__cause__ or current.__context__
+        # SQLAlchemy's DBAPIError keeps the driver's error as `orig`, usually its cause too:
+        # walk on through it then, for its own causes hold the driver's words.
+        if isinstance(orig, BaseException) and orig is not after and id(orig) not in seen:
+            if after is None:
+                after = orig
+            else:
+                yield orig
+                seen.add(id(orig))
+        current = after
 
 
 _WRAPPER = re.compile(r"^\([\w.]+\) ")
