@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 import pytest_asyncio
 
-from tests.faults.matrix import World, world
+from tests.faults.matrix import FIGURES, World, world
 from tests.faults.private import PrivatePostgres, PrivateRabbit
 
 
@@ -36,3 +36,11 @@ async def scene(module_world: World) -> World:
     """The module's world, with whatever the previous scenario broke running again."""
     await module_world.ready()
     return module_world
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Print each matrix scenario's checker figures after the results (passing output hides)."""
+    if FIGURES:
+        terminalreporter.write_sep("=", "fault matrix: checker figures")
+    for test, figures in FIGURES:
+        terminalreporter.write_line(f"{test}\n{figures}")

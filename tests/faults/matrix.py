@@ -55,6 +55,9 @@ _PROJECTS = json.dumps(
     ]
 )
 
+FIGURES: list[tuple[str, str]] = []
+"""Each checked scenario's test id and checker figures, for the closing report."""
+
 
 @asynccontextmanager
 async def world(servers: tuple[PrivateRabbit, PrivatePostgres], logs: Path) -> AsyncIterator[World]:
@@ -275,6 +278,7 @@ class World(Stack):
             started=self.started,
         )
         print(f"\n{report.render()}")
+        FIGURES.append((os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0], report.render()))
         wrong = {k: (ended.get(k), v) for k, v in expect.items() if ended.get(k) != v}
         assert not wrong, f"sagas ended otherwise (got, expected): {wrong}\n{report.render()}"
         report.assert_clean()
