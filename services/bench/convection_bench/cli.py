@@ -34,6 +34,12 @@ def register(app: typer.Typer) -> None:
             1, min=1, help="Coordinator processes (the floor runs as many orchestrators)."
         ),
         participants: int = typer.Option(1, min=1, help="Echo participant processes."),
+        participant_delay_ms: float = typer.Option(
+            0.0,
+            min=0.0,
+            help="Milliseconds each echo step takes (Convection's participant only): with a "
+            "slow participant, sagas pile up in flight.",
+        ),
         amqp_url: str = typer.Option(
             DEFAULT_AMQP_URL,
             envvar="CONVECTION_AMQP_URL",
@@ -78,12 +84,14 @@ def register(app: typer.Typer) -> None:
             try:
                 systems.append(
                     convection_system(
-                        steps=steps, coordinators=coordinators, participants=participants
+                        steps=steps,
+                        coordinators=coordinators,
+                        participants=participants,
+                        participant_delay_ms=participant_delay_ms,
                     )
                 )
-            except NotImplementedError as exc:
-                hint = "`convection bench --only-floor` runs the floor alone"
-                typer.echo(f"error: {exc}; {hint}", err=True)
+            except BenchError as exc:
+                typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
         plan = Plan(
             sagas=sagas, warmup=warmup, latency_sagas=latency_sagas, concurrency=concurrency
@@ -112,6 +120,7 @@ def register(app: typer.Typer) -> None:
                 "latency_sagas": latency_sagas,
                 "coordinators": coordinators,
                 "participants": participants,
+                "participant_delay_ms": participant_delay_ms,
                 "amqp_url": redact(amqp_url),
                 "db_url": redact(db_url),
             }

@@ -203,6 +203,7 @@ class AmqpTransport(Transport):
                     user_id=self.user,
                 )
                 await self._publish_once(exchange, routing_key, message, mandatory=mandatory)
+        self.published += 1
 
     async def _publish_once(
         self, exchange: str, routing_key: str, message: aio_pika.Message, *, mandatory: bool
