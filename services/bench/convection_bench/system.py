@@ -179,6 +179,9 @@ def convection_system(
             # Enough connections for every delivery in flight, the relay and the timers.
             "CONVECTION_DB_POOL_SIZE": str(prefetch),
             "CONVECTION_SAGAS": saga_selection(steps),
+            # A shared machine's broker can take seconds to confirm under a burst; the
+            # default 5 s would back rows off (and count retries) instead of measuring.
+            "CONVECTION_PUBLISH_TIMEOUT": "60",
         }
         echo_env = {**env, ECHO_DELAY_ENV: str(participant_delay_ms)}
         coordinator = ProcessSpec("coordinator", (sys.executable, "-m", "coordinator"), env)

@@ -81,8 +81,17 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> AsyncEngine:
-    """Create an async engine for `url` with the settings each dialect needs."""
+def make_engine(
+    url: str, *, pool_size: int = 5, echo: bool = False, pre_ping: bool = False
+) -> AsyncEngine:
+    """Create an async engine for `url` with the settings each dialect needs.
+
+    No pre-ping by default: it costs a transaction (BEGIN, a ping, ROLLBACK) on every
+    checkout. A connection that died is found by the statement that uses it instead: the
+    driver's error invalidates the pool (every older connection is replaced on its next
+    checkout), `trouble()` calls it `unavailable`, and the caller retries (the coordinator's
+    transactions, the participants' outage loop) or answers 503 (the API's reads).
+    """
     url = normalise_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
     if url.startswith("sqlite"):
@@ -103,7 +112,7 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False) -> AsyncEng
     kwargs["connect_args"] = {"statement_cache_size": 0}
     kwargs["pool_size"] = pool_size
     kwargs["max_overflow"] = pool_size
-    kwargs["pool_pre_ping"] = True
+    kwargs["pool_pre_ping"] = pre_ping
     return create_async_engine(url, **kwargs)
 
 
