@@ -55,6 +55,9 @@ def register(app: typer.Typer) -> None:
         ),
         only_floor: bool = typer.Option(False, "--only-floor", help="Run the floor alone."),
         json_path: str | None = typer.Option(None, "--json", help="Write every figure here."),
+        rss_every: float | None = typer.Option(
+            None, min=0.1, help="Sample each process's RSS this often (seconds) while it runs."
+        ),
     ) -> None:
         """Benchmark sagas of S remote no-op steps against real RabbitMQ and PostgreSQL."""
         import asyncio
@@ -94,7 +97,11 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
         plan = Plan(
-            sagas=sagas, warmup=warmup, latency_sagas=latency_sagas, concurrency=concurrency
+            sagas=sagas,
+            warmup=warmup,
+            latency_sagas=latency_sagas,
+            concurrency=concurrency,
+            rss_every=rss_every,
         )
         ui = Ui()
         # The libraries log connection failures themselves; BenchError says it once, with a fix.
