@@ -84,30 +84,29 @@ def _param(value: Any, json_column: bool) -> Any:
     return json.dumps(value) if json_column else value
 
 
-class _Params:
-    """Positional parameters of one statement, numbered as they are added."""
+class _Numbers:
+    """Numbers the positional parameters of one statement as its text is built."""
 
     def __init__(self) -> None:
-        self.values: list[Any] = []
+        self.count = 0
 
-    def add(self, value: Any) -> str:
-        self.values.append(value)
-        return f"${len(self.values)}"
+    def next(self) -> str:
+        self.count += 1
+        return f"${self.count}"
 
 
-def _unnest(
-    table: Table, columns: Sequence[str], params: _Params, rows: Sequence[dict[str, Any]]
-) -> str:
-    """Return `unnest($a::type[], ...) AS r(col, ...)` over `rows`, one array per column."""
+def _unnest(table: Table, columns: Sequence[str], n: _Numbers) -> str:
+    """Return `unnest($a::type[], ...) AS r(col, ...)`: one array parameter per column."""
     jsons = _JSON[table.name]
-    arrays = []
-    for name in columns:
-        is_json = name in jsons
-        # JSON goes as text and is cast per element: asyncpg's jsonb codec takes no arrays.
-        kind = "text" if is_json else _pg_type(table.c[name])
-        values = [_param(row[name], is_json) for row in rows]
-        arrays.append(f"{params.add(values)}::{kind}[]")
+    # JSON goes as text and is cast per element: asyncpg's jsonb codec takes no arrays.
+    arrays = [f"{n.next()}::{'text' if c in jsons else _pg_type(table.c[c])}[]" for c in columns]
     return f"unnest({', '.join(arrays)}) AS r({', '.join(columns)})"
+
+
+def _arrays(table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[Any]:
+    """Return the array parameters `_unnest` numbered, in its order."""
+    jsons = _JSON[table.name]
+    return [[_param(row[c], c in jsons) for row in rows] for c in columns]
 
 
 def _r(table: Table, name: str) -> str:
@@ -261,82 +260,34 @@ class HotPath:
         ConcurrentUpdate when an existing saga moved on meanwhile.
         """
         out = list(messages)
-        params = _Params()
-        saga_id = f"{params.add(state.saga_id)}::text"
         row = saga_row(state)
-        jsons = _JSON["sagas"]
         if previous is None:
             row["deadline_fired"] = False
-            names = list(row)
-            values = ", ".join(
-                saga_id
-                if c == "id"
-                else f"{params.add(_param(row[c], c in jsons))}::{_pg_type(t.sagas.c[c])}"
-                for c in names
-            )
-            parts = [
-                f"saga AS (INSERT INTO sagas ({', '.join(names)}) VALUES ({values}) "
-                "ON CONFLICT DO NOTHING RETURNING id)"
-            ]
-            step_rows = [step_row(state.saga_id, i, s) for i, s in enumerate(state.steps)]
-            if step_rows:
-                parts.append(
-                    f"steps AS (INSERT INTO saga_steps ({', '.join(_STEP)}) SELECT "
-                    f"{', '.join(_r(t.saga_steps, c) for c in _STEP)} FROM "
-                    f"{_unnest(t.saga_steps, _STEP, params, step_rows)} "
-                    "WHERE EXISTS (SELECT 1 FROM saga) RETURNING 1)"
-                )
+            steps = [step_row(state.saga_id, i, s) for i, s in enumerate(state.steps)]
         else:
-            version = params.add(previous.version)
-            sets = ", ".join(
-                f"{c} = {params.add(_param(row[c], c in jsons))}::{_pg_type(t.sagas.c[c])}"
-                for c in row
-                if c != "id"
-            )
-            parts = [
-                f"saga AS (UPDATE sagas SET {sets} WHERE id = {saga_id} AND version = {version} "
-                "RETURNING id)"
-            ]
             before = {s.name: s for s in previous.steps}
-            step_rows = [
+            steps = [
                 step_row(state.saga_id, i, s)
                 for i, s in enumerate(state.steps)
                 if before.get(s.name) != s
             ]
-            if step_rows:
-                cols = [c for c in _STEP if c not in ("saga_id", "name")]
-                sets = ", ".join(f"{c} = {_r(t.saga_steps, c)}" for c in cols)
-                parts.append(
-                    f"steps AS (UPDATE saga_steps AS st SET {sets} FROM "
-                    f"{_unnest(t.saga_steps, ['name', *cols], params, step_rows)} "
-                    f"WHERE st.saga_id = {saga_id} AND st.name = r.name RETURNING 1)"
-                )
+        saga_cols = tuple(c for c in row if c != "id")
+        sql = _write_sql(previous is None, saga_cols, bool(steps), bool(history), bool(out))
+        # In the order `_write_sql` numbered them.
+        jsons = _JSON["sagas"]
+        values: list[Any] = [state.saga_id]
+        if previous is not None:
+            values.append(previous.version)
+        values.extend(_param(row[c], c in jsons) for c in saga_cols)
+        if steps:
+            values.extend(_arrays(t.saga_steps, _STEP if previous is None else _STEP_SET, steps))
         if history:
-            rows = [{"saga_id": state.saga_id, **e.model_dump(mode="python")} for e in history]
-            parts.append(
-                f"history AS (INSERT INTO saga_history ({', '.join(_HISTORY)}) SELECT "
-                f"{', '.join(_r(t.saga_history, c) for c in _HISTORY)} FROM "
-                f"{_unnest(t.saga_history, _HISTORY, params, rows)} "
-                "WHERE EXISTS (SELECT 1 FROM saga) RETURNING 1)"
-            )
+            entries = [{"saga_id": state.saga_id, **e.model_dump(mode="python")} for e in history]
+            values.extend(_arrays(t.saga_history, _HISTORY, entries))
         if out:
             rows = [_outbox_row(m, at, available_at) for m in out]
-            parts.append(
-                f"outbox AS (INSERT INTO outbox ({', '.join(_OUTBOX)}) SELECT "
-                f"{', '.join(_r(t.outbox, c) for c in _OUTBOX)} FROM "
-                f"{_unnest(t.outbox, _OUTBOX, params, rows)} "
-                "WHERE EXISTS (SELECT 1 FROM saga) ON CONFLICT DO NOTHING "
-                "RETURNING id, message_id)"
-            )
-            ids = "(SELECT array_agg(id) FROM outbox)"
-            message_ids = "(SELECT array_agg(message_id) FROM outbox)"
-        else:
-            ids = message_ids = "NULL::bigint[]"
-        sql = (
-            f"WITH {', '.join(parts)} SELECT (SELECT count(*) FROM saga) AS written, "
-            f"{ids} AS ids, {message_ids} AS message_ids"
-        )
-        result = (await conn.exec_driver_sql(sql, tuple(params.values))).one()._mapping
+            values.extend(_arrays(t.outbox, _OUTBOX, rows))
+        result = (await conn.exec_driver_sql(sql, tuple(values))).one()._mapping
         if not result["written"]:
             if previous is None:
                 return None
@@ -345,6 +296,64 @@ class HotPath:
             )
         by_id = dict(zip(result["message_ids"] or (), result["ids"] or (), strict=True))
         return Written(tuple((by_id[m.message_id], m) for m in out if m.message_id in by_id))
+
+
+_STEP_SET = ["name", *(c for c in _STEP if c not in ("saga_id", "name"))]
+"""The columns of a step update: the key (`name`, the saga is a parameter), then the rest."""
+
+
+@cache
+def _write_sql(
+    new: bool, saga_cols: tuple[str, ...], steps: bool, history: bool, outbox: bool
+) -> str:
+    """Return the write statement of one shape of decision (built once per shape)."""
+    n = _Numbers()
+    saga_id = f"{n.next()}::text"
+    if new:
+        values = ", ".join(f"{n.next()}::{_pg_type(t.sagas.c[c])}" for c in saga_cols)
+        parts = [
+            f"saga AS (INSERT INTO sagas (id, {', '.join(saga_cols)}) VALUES ({saga_id}, "
+            f"{values}) ON CONFLICT DO NOTHING RETURNING id)"
+        ]
+        if steps:
+            parts.append(
+                f"steps AS (INSERT INTO saga_steps ({', '.join(_STEP)}) SELECT "
+                f"{', '.join(_r(t.saga_steps, c) for c in _STEP)} FROM "
+                f"{_unnest(t.saga_steps, _STEP, n)} WHERE EXISTS (SELECT 1 FROM saga) RETURNING 1)"
+            )
+    else:
+        version = n.next()
+        sets = ", ".join(f"{c} = {n.next()}::{_pg_type(t.sagas.c[c])}" for c in saga_cols)
+        parts = [
+            f"saga AS (UPDATE sagas SET {sets} WHERE id = {saga_id} AND version = {version} "
+            "RETURNING id)"
+        ]
+        if steps:
+            sets = ", ".join(f"{c} = {_r(t.saga_steps, c)}" for c in _STEP_SET[1:])
+            parts.append(
+                f"steps AS (UPDATE saga_steps AS st SET {sets} FROM "
+                f"{_unnest(t.saga_steps, _STEP_SET, n)} "
+                f"WHERE st.saga_id = {saga_id} AND st.name = r.name RETURNING 1)"
+            )
+    if history:
+        parts.append(
+            f"history AS (INSERT INTO saga_history ({', '.join(_HISTORY)}) SELECT "
+            f"{', '.join(_r(t.saga_history, c) for c in _HISTORY)} FROM "
+            f"{_unnest(t.saga_history, _HISTORY, n)} WHERE EXISTS (SELECT 1 FROM saga) RETURNING 1)"
+        )
+    ids = message_ids = "NULL::bigint[]"
+    if outbox:
+        parts.append(
+            f"outbox AS (INSERT INTO outbox ({', '.join(_OUTBOX)}) SELECT "
+            f"{', '.join(_r(t.outbox, c) for c in _OUTBOX)} FROM {_unnest(t.outbox, _OUTBOX, n)} "
+            "WHERE EXISTS (SELECT 1 FROM saga) ON CONFLICT DO NOTHING RETURNING id, message_id)"
+        )
+        ids = "(SELECT array_agg(id ORDER BY id) FROM outbox)"
+        message_ids = "(SELECT array_agg(message_id ORDER BY id) FROM outbox)"
+    return (
+        f"WITH {', '.join(parts)} SELECT (SELECT count(*) FROM saga) AS written, "
+        f"{ids} AS ids, {message_ids} AS message_ids"
+    )
 
 
 def _outbox_row(m: OutboxMessage, at: datetime, available_at: datetime) -> dict[str, Any]:
