@@ -258,7 +258,8 @@ async def run_system(system: System, plan: Plan, base: Endpoints, ui: Ui) -> Sys
             pids = [m.pid for m in fleet.members] + [os.getpid()]
             before = await _Cpu.now(pids, admin, database, ())
             labels = {m.label: m.pid for m in fleet.members}
-            async with RssSampler(labels, plan.rss_every or 1e9) as sampler:
+            note = (lambda text: ui.note(f"{system.name}: {text}")) if plan.rss_every else None
+            async with RssSampler(labels, plan.rss_every or 1e9, note) as sampler:
                 _, seconds = await run.phase("throughput", plan.sagas, plan.in_flight)
             after = await _Cpu.now(pids, admin, database, tuple(before.postgres))
             rss = {pid: procfs.peak_rss_kib(pid) for pid in pids}

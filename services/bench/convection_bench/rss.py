@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -19,9 +19,12 @@ from convection_bench import procfs
 class RssSampler:
     """Samples the RSS of the given processes (label -> pid) every `every` seconds."""
 
-    def __init__(self, pids: Mapping[str, int], every: float) -> None:
+    def __init__(
+        self, pids: Mapping[str, int], every: float, note: Callable[[str], None] | None = None
+    ) -> None:
         self._pids = dict(pids)
         self._every = every
+        self._note = note
         self._task: asyncio.Task[None] | None = None
         self.samples: list[dict[str, Any]] = []
         """One per tick: `t` (seconds since the start) and `rss_mib` (label -> MiB)."""
@@ -30,6 +33,10 @@ class RssSampler:
         found = {label: procfs.rss_kib(pid) for label, pid in self._pids.items()}
         rss = {label: kib / 1024 for label, kib in found.items() if kib is not None}
         self.samples.append({"t": round(time.monotonic() - started, 1), "rss_mib": rss})
+        if self._note is not None:
+            # As it goes, so a run cut short still shows its curve.
+            shown = ", ".join(f"{label} {mib:.1f} MiB" for label, mib in rss.items())
+            self._note(f"rss at {self.samples[-1]['t']:.0f}s: {shown}")
 
     async def _run(self) -> None:
         started = time.monotonic()
