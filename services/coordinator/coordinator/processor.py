@@ -97,7 +97,7 @@ class Processor:
         engine: Engine,
         metrics: Metrics,
         on_commit: Callable[[], None] = lambda: None,
-        hand_off: Callable[[Sequence[OutboxRow]], None] | None = None,
+        hand_off: Callable[[Sequence[OutboxRow]], Awaitable[None]] | None = None,
         max_attempts: int = 6,
         failpoints: Failpoints = NO_FAILPOINTS,
         seal: Callable[[str], str] | None = None,
@@ -282,7 +282,7 @@ class Processor:
             if unit.changes:
                 self.failpoints.hit(BEFORE_COMMIT)
         if unit.handed and self._hand_off is not None:
-            self._hand_off(unit.handed)
+            await self._hand_off(unit.handed)
         # Counted after the commit: a transaction retried after a conflict counts once.
         for previous, state in unit.changes:
             self.metrics.record(previous, state)

@@ -97,17 +97,25 @@ class OutboxRelay:
         """Relay now: called after a commit that wrote outbox rows."""
         self._wake.set()
 
-    def hand_off(self, rows: Sequence[OutboxRow]) -> None:
-        """Publish rows a transaction just committed, now (called right after the commit)."""
+    async def hand_off(self, rows: Sequence[OutboxRow]) -> None:
+        """Publish rows a transaction just committed, now (called right after the commit).
+
+        Returns once the publish has started; while `max_in_flight` batches await their
+        confirms it waits for one of them, so a slow broker holds the consumer (whose
+        delivery is acked after this) instead of piling rows up in memory.
+        """
+        await self._slots.acquire()
         task = asyncio.create_task(self._publish_handed(list(rows)), name="outbox-hand-off")
         self._publishing.add(task)
         task.add_done_callback(self._publishing.discard)
 
     async def _publish_handed(self, rows: list[OutboxRow]) -> None:
-        async with self._slots:
+        try:
             self._failpoints.hit(RELAY_BEFORE_PUBLISH)
             results = await asyncio.gather(*(self._publish(r) for r in rows))
             self._failpoints.hit(RELAY_AFTER_CONFIRM)
+        finally:
+            self._slots.release()
         for row, error in zip(rows, results, strict=True):
             if error is None:
                 self._confirmed.append(row.id)
