@@ -1,4 +1,4 @@
-"""`convection bench --only-floor` end to end on the real servers: sensible figures, no leftovers.
+"""`convection bench` end to end on the real servers: sensible figures, ratios, no leftovers.
 
 Only the shape of the figures is checked (positive, ordered, counted), never their size: the
 machine is shared, so timings say nothing about correctness.
@@ -100,9 +100,69 @@ def test_only_floor_reports_sensible_figures_and_cleans_up(tmp_path: Path) -> No
     assert vhost.group(1) not in _vhosts()
 
 
-def test_the_convection_row_says_what_it_waits_for() -> None:
+@pytest.mark.timeout(400)
+def test_floor_and_convection_rows_report_sensible_figures_and_ratios(tmp_path: Path) -> None:
+    out = tmp_path / "out.json"
     done = subprocess.run(
-        [CONVECTION, "bench", "--sagas", "1"], capture_output=True, text=True, timeout=120
+        [
+            CONVECTION,
+            "bench",
+            "--floor",
+            "--sagas",
+            "50",
+            "--warmup",
+            "5",
+            "--latency-sagas",
+            "10",
+            "--amqp-url",
+            f"{AMQP_BASE}/",
+            "--db-url",
+            PG_ADMIN_URL,
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=380,
+        env=clean_environ(),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "convection x1 / floor" in done.stdout
+
+    document = json.loads(out.read_text())
+    floor, convection = document["systems"]
+    assert floor["system"] == "floor" and convection["system"] == "convection x1"
+    assert convection["sagas"] == 50 and convection["steps"] == 3
+    assert convection["sagas_per_s"] > 0
+    assert convection["steps_per_s"] > convection["sagas_per_s"]
+    latency = convection["latency_ms"]
+    assert 0 < latency["p50"] <= latency["p95"] <= latency["p99"] <= latency["max"]
+    # Per-step latency comes from the coordinator's own step records.
+    steps = convection["step_latency_ms"]
+    assert 0 < steps["p50"] <= steps["p99"] <= steps["max"]
+    assert {p["role"] for p in convection["processes"]} == {"coordinator", "participant"}
+    for process in convection["processes"]:
+        assert process["exit_code"] == 0, process
+        assert process["cpu_ms_per_saga"] > 0, process
+        assert process["counters"]["db_statements"] > 0, process
+        assert process["counters"]["messages_consumed"] > 0, process
+    per_step = convection["per_step"]
+    assert per_step["db_transactions"] > 0 and per_step["db_statements"] >= 2
+    # A command out and a reply back per step, at the least.
+    assert per_step["messages_published"] >= 2 and per_step["messages_consumed"] >= 2
+    ratios = document["ratios"]["convection x1 / floor"]
+    assert ratios["sagas_per_s"] > 0 and ratios["p50_ms"] > 0
+
+    database = re.search(r"database (bench_convection_x1_\w+)", done.stderr)
+    vhost = re.search(r"5672/(bench-convection-x1-[\w-]+)", done.stderr)
+    assert database and vhost, done.stderr
+    assert database.group(1) not in asyncio.run(_databases())
+    assert vhost.group(1) not in _vhosts()
+
+
+def test_a_bench_saga_of_too_many_steps_is_refused_before_anything_runs() -> None:
+    done = subprocess.run(
+        [CONVECTION, "bench", "--steps", "1000"], capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 2
-    assert "issue 13" in done.stderr and "--only-floor" in done.stderr
+    assert "bench.noop takes 1 to 100 steps" in done.stderr

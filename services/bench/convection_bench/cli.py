@@ -34,6 +34,12 @@ def register(app: typer.Typer) -> None:
             1, min=1, help="Coordinator processes (the floor runs as many orchestrators)."
         ),
         participants: int = typer.Option(1, min=1, help="Echo participant processes."),
+        participant_delay_ms: float = typer.Option(
+            0.0,
+            min=0.0,
+            help="Milliseconds each echo step takes (Convection's participant only): with a "
+            "slow participant, sagas pile up in flight.",
+        ),
         amqp_url: str = typer.Option(
             DEFAULT_AMQP_URL,
             envvar="CONVECTION_AMQP_URL",
@@ -49,6 +55,9 @@ def register(app: typer.Typer) -> None:
         ),
         only_floor: bool = typer.Option(False, "--only-floor", help="Run the floor alone."),
         json_path: str | None = typer.Option(None, "--json", help="Write every figure here."),
+        rss_every: float | None = typer.Option(
+            None, min=0.1, help="Sample each process's RSS this often (seconds) while it runs."
+        ),
     ) -> None:
         """Benchmark sagas of S remote no-op steps against real RabbitMQ and PostgreSQL."""
         import asyncio
@@ -78,15 +87,21 @@ def register(app: typer.Typer) -> None:
             try:
                 systems.append(
                     convection_system(
-                        steps=steps, coordinators=coordinators, participants=participants
+                        steps=steps,
+                        coordinators=coordinators,
+                        participants=participants,
+                        participant_delay_ms=participant_delay_ms,
                     )
                 )
-            except NotImplementedError as exc:
-                hint = "`convection bench --only-floor` runs the floor alone"
-                typer.echo(f"error: {exc}; {hint}", err=True)
+            except BenchError as exc:
+                typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
         plan = Plan(
-            sagas=sagas, warmup=warmup, latency_sagas=latency_sagas, concurrency=concurrency
+            sagas=sagas,
+            warmup=warmup,
+            latency_sagas=latency_sagas,
+            concurrency=concurrency,
+            rss_every=rss_every,
         )
         ui = Ui()
         # The libraries log connection failures themselves; BenchError says it once, with a fix.
@@ -112,6 +127,7 @@ def register(app: typer.Typer) -> None:
                 "latency_sagas": latency_sagas,
                 "coordinators": coordinators,
                 "participants": participants,
+                "participant_delay_ms": participant_delay_ms,
                 "amqp_url": redact(amqp_url),
                 "db_url": redact(db_url),
             }

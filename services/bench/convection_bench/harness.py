@@ -35,6 +35,7 @@ from convection_bench.fleet import Fleet
 from convection_bench.progress import Ui
 from convection_bench.report import ProcessFigures, SystemFigures, summarize
 from convection_bench.resources import fresh_database, fresh_vhost, libpq_url, redact
+from convection_bench.rss import RssSampler
 from convection_bench.stats import Counters
 from convection_bench.system import BenchError, Endpoints, System
 
@@ -51,6 +52,8 @@ class Plan:
     stall_timeout: float = 60.0
     """Seconds without any completion, while sagas are outstanding, before giving up."""
     ready_timeout: float = 120.0
+    rss_every: float | None = None
+    """Seconds between two samples of each process's RSS in the throughput phase (None: no)."""
 
     @property
     def in_flight(self) -> int:
@@ -254,7 +257,10 @@ async def run_system(system: System, plan: Plan, base: Endpoints, ui: Ui) -> Sys
             # The harness's own CPU too: it is part of the machine figure.
             pids = [m.pid for m in fleet.members] + [os.getpid()]
             before = await _Cpu.now(pids, admin, database, ())
-            _, seconds = await run.phase("throughput", plan.sagas, plan.in_flight)
+            labels = {m.label: m.pid for m in fleet.members}
+            note = (lambda text: ui.note(f"{system.name}: {text}")) if plan.rss_every else None
+            async with RssSampler(labels, plan.rss_every or 1e9, note) as sampler:
+                _, seconds = await run.phase("throughput", plan.sagas, plan.in_flight)
             after = await _Cpu.now(pids, admin, database, tuple(before.postgres))
             rss = {pid: procfs.peak_rss_kib(pid) for pid in pids}
             step_latencies: Sequence[float] = ()
@@ -267,7 +273,9 @@ async def run_system(system: System, plan: Plan, base: Endpoints, ui: Ui) -> Sys
             measured = _Measured(
                 seconds, latencies, step_latencies, xacts, settled, before, after, rss
             )
+            rss_over_time = sampler.samples if plan.rss_every else []
         figures = _figures(system, plan, fleet, measured)
+        figures.rss_over_time = rss_over_time
     except Exception:
         if fleet is not None and fleet.members:
             ui.note(f"{system.name}: process logs kept in {workdir}")

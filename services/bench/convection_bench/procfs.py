@@ -52,3 +52,14 @@ def peak_rss_kib(pid: int) -> int | None:
 def ticks_to_ms(ticks: float) -> float:
     """Convert /proc ticks to milliseconds."""
     return ticks * 1000.0 / TICKS_PER_SECOND
+
+
+def rss_kib(pid: int) -> int | None:
+    """Return a process's resident set size now (VmRSS) in KiB; None if it is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        return None
+    return None

@@ -53,6 +53,8 @@ class SystemFigures:
     `db_statements`, `db_transactions_client`, `messages_published`, `messages_consumed`."""
     processes: list[ProcessFigures]
     notes: list[str] = field(default_factory=list)
+    rss_over_time: list[dict[str, Any]] = field(default_factory=list)
+    """With `--rss-every`: samples of `t` (seconds into the throughput phase) and `rss_mib`."""
 
     def headline(self) -> dict[str, float | None]:
         """Return the figures the ratio row compares."""
@@ -178,8 +180,23 @@ def render(figures: Sequence[SystemFigures], console: Console) -> None:
     for table in (speed, cost, procs):
         console.print(table)
     for f in figures:
+        if f.rss_over_time:
+            console.print(_memory(f))
+    for f in figures:
         for note in f.notes:
             console.print(f"[dim]{f.system}: {note}[/]")
+
+
+def _memory(f: SystemFigures) -> Table:
+    labels = sorted({label for sample in f.rss_over_time for label in sample["rss_mib"]})
+    table = Table(title=f"{f.system}: RSS MiB over the throughput phase")
+    table.add_column("t s", justify="right")
+    for label in labels:
+        table.add_column(label, justify="right")
+    for sample in f.rss_over_time:
+        rss = sample["rss_mib"]
+        table.add_row(f"{sample['t']:.0f}", *(_num(rss.get(label)) for label in labels))
+    return table
 
 
 def write_json(path: Path, figures: Sequence[SystemFigures], settings: dict[str, Any]) -> None:

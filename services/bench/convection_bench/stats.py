@@ -16,8 +16,9 @@ import os
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-STATS_FILE_ENV = "CONVECTION_BENCH_STATS_FILE"
-"""Environment variable naming the file a process writes its counters to on SIGTERM."""
+from convection.run_stats import STATS_FILE_ENV
+
+__all__ = ["STATS_FILE_ENV", "Counters"]
 
 
 @dataclass

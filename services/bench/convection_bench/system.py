@@ -2,8 +2,8 @@
 
 A system knows nothing of the harness: it gets `Endpoints` (its own vhost and database) and
 returns process specs, a start function and a parser for its completion events. Two systems
-exist: the hand-written floor (`floor_system`) and Convection (`convection_system`, which
-waits for the bench saga package, issue 13).
+exist: the hand-written floor (`floor_system`) and Convection (`convection_system`: K
+coordinators running only the bench saga package, M echo participants).
 """
 
 from __future__ import annotations
@@ -15,10 +15,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import asyncpg
+
 from contracts import topology
 from contracts.messages import encode
 from contracts.saga import TERMINAL_STATUSES, SagaStatus, StartSaga
 from convection_bench.floor import common as floor
+from convection_bench.noop import sagas as noop_sagas
+from convection_bench.noop.actions import SERVICE as BENCH_SERVICE
+from convection_bench.noop.participant import DELAY_ENV as ECHO_DELAY_ENV
 
 
 class BenchError(Exception):
@@ -140,21 +145,29 @@ def floor_system(
     )
 
 
-BENCH_SAGA_TYPE = "bench.noop"
+BENCH_SAGA_TYPE = noop_sagas.SAGA_TYPE
 """The saga type of the bench workload in Convection: S remote no-op steps."""
-BENCH_SERVICE = "bench"
-"""The participant service of the bench saga's steps (queue `convection.commands.bench`)."""
-BENCH_PARTICIPANT_MODULE: str | None = None
-"""`python -m` module of the echo participant; None until the bench saga package exists."""
+ECHO_PARTICIPANT = "convection_bench.noop.participant:echo"
+"""The echo participant, as `convection participant` takes it."""
+
+
+def saga_selection(steps: int) -> str:
+    """Return CONVECTION_SAGAS for coordinators that run bench.noop of `steps` steps only."""
+    # The entry point offers the default shape; another shape is a module:attr reference.
+    return "bench" if steps == noop_sagas.DEFAULT_STEPS else noop_sagas.reference(steps)
 
 
 def convection_system(
-    *, steps: int, coordinators: int = 1, participants: int = 1, prefetch: int = 32
+    *,
+    steps: int,
+    coordinators: int = 1,
+    participants: int = 1,
+    prefetch: int = 32,
+    participant_delay_ms: float = 0.0,
 ) -> System:
     """Return Convection with `coordinators` coordinator and `participants` echo processes."""
-    if BENCH_PARTICIPANT_MODULE is None:
-        raise NotImplementedError("the Convection row needs the bench saga package; see issue 13")
-    participant_module = BENCH_PARTICIPANT_MODULE
+    if not 1 <= steps <= noop_sagas.MAX_STEPS:
+        raise BenchError(f"bench.noop takes 1 to {noop_sagas.MAX_STEPS} steps, not {steps}")
 
     def processes(ep: Endpoints) -> list[ProcessSpec]:
         env = {
@@ -163,9 +176,20 @@ def convection_system(
             "CONVECTION_API_ENABLED": "false",
             "CONVECTION_PREFETCH": str(prefetch),
             "CONVECTION_LOG_LEVEL": "WARNING",
+            # Enough connections for every delivery in flight, the relay and the timers.
+            "CONVECTION_DB_POOL_SIZE": str(prefetch),
+            "CONVECTION_SAGAS": saga_selection(steps),
+            # A shared machine's broker can take seconds to confirm under a burst; the
+            # default 5 s would back rows off (and count retries) instead of measuring.
+            "CONVECTION_PUBLISH_TIMEOUT": "60",
         }
+        echo_env = {**env, ECHO_DELAY_ENV: str(participant_delay_ms)}
         coordinator = ProcessSpec("coordinator", (sys.executable, "-m", "coordinator"), env)
-        participant = ProcessSpec("participant", (sys.executable, "-m", participant_module), env)
+        participant = ProcessSpec(
+            "participant",
+            (sys.executable, "-m", "convection", "participant", ECHO_PARTICIPANT),
+            echo_env,
+        )
         return [coordinator] * coordinators + [participant] * participants
 
     async def setup(ep: Endpoints) -> None:
@@ -182,6 +206,15 @@ def convection_system(
         if status not in TERMINAL_STATUSES:
             return None
         return Completion(str(raw["saga_id"]), status == SagaStatus.COMPLETED, status)
+
+    async def step_latencies(ep: Endpoints, saga_ids: Sequence[str]) -> list[float]:
+        # Each step's own time, command decided to reply recorded, as the coordinator saw it.
+        conn = await asyncpg.connect(ep.db_url, timeout=10)
+        try:
+            rows = await conn.fetch(STEP_SECONDS, list(saga_ids))
+        finally:
+            await conn.close()
+        return [float(r["seconds"]) for r in rows]
 
     return System(
         name=f"convection x{coordinators}",
@@ -200,4 +233,13 @@ def convection_system(
             topology.command_queue(BENCH_SERVICE): participants,
         },
         setup=setup,
+        step_latencies=step_latencies,
     )
+
+
+STEP_SECONDS = """
+SELECT EXTRACT(EPOCH FROM finished_at - started_at) AS seconds
+  FROM saga_steps
+ WHERE saga_id = ANY($1::text[]) AND finished_at IS NOT NULL AND started_at IS NOT NULL
+"""
+"""Per-step latency of the given sagas from the coordinator's own step records."""

@@ -27,6 +27,7 @@ from pydantic import ValidationError
 from pydantic_settings import BaseSettings
 
 from convection import startup
+from convection.run_stats import RunStats
 from convection.tracing import setup_logging, setup_tracing
 from coordinator.api import ApiServer, ApiSettings
 from coordinator.definitions import load_registry
@@ -80,6 +81,7 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    stats = RunStats.from_environment()  # `convection bench` only
     coordinator = Coordinator(settings, registry=registry)
     try:
         with startup.quiet_connect():
@@ -93,6 +95,7 @@ async def serve(
         if failure is None:
             raise
         raise failure from exc
+    transport = coordinator.transport
     try:
         server = ApiServer(coordinator, api) if api is not None and api.enabled else None
         if server is not None:
@@ -110,6 +113,8 @@ async def serve(
                 await server.stop()
     finally:
         await coordinator.stop()
+        if stats is not None:
+            stats.write(transport)
 
 
 def run(settings: CoordinatorSettings, registry: Registry, api: ApiSettings | None = None) -> int:

@@ -17,9 +17,9 @@ of kind `rejected` with a stable reason, and the consumer dead-letters the messa
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
 from tenacity import (
@@ -58,10 +58,14 @@ from coordinator.metrics import Metrics
 from coordinator.outcome import Outcome, rejected
 from coordinator.senders import Senders
 from coordinator.start_input import same_start, sealed_input
-from coordinator.store import OutboxMessage, Store
+from coordinator.store import OutboxMessage, OutboxRow, Store
+from coordinator.store.hot import HANDOFF_LEASE
 from coordinator.trace import new_trace_id
 
 logger = logging.getLogger(__name__)
+
+_UNTIMED = datetime.min.replace(tzinfo=UTC)
+"""The time of a unit whose first statement (the hot path's read) takes the clock itself."""
 
 
 @dataclass
@@ -69,6 +73,8 @@ class _Unit:
     conn: AsyncConnection
     at: datetime
     queued: int = 0
+    handed: list[OutboxRow] = field(default_factory=list)
+    """Outbox rows to hand to the relay once the unit committed (the hot path's)."""
     changes: list[tuple[SagaState | None, SagaState]] = field(default_factory=list)
     """What each applied decision changed, counted in the metrics once it committed."""
     parked: int = 0
@@ -91,6 +97,7 @@ class Processor:
         engine: Engine,
         metrics: Metrics,
         on_commit: Callable[[], None] = lambda: None,
+        hand_off: Callable[[Sequence[OutboxRow]], Awaitable[None]] | None = None,
         max_attempts: int = 6,
         failpoints: Failpoints = NO_FAILPOINTS,
         seal: Callable[[str], str] | None = None,
@@ -103,6 +110,7 @@ class Processor:
         self.failpoints = failpoints
         self._seal = seal
         self._on_commit = on_commit
+        self._hand_off = hand_off
         self._max_attempts = max_attempts
 
     async def start_saga(
@@ -113,9 +121,11 @@ class Processor:
         saga_id = msg.saga_id or message_id("saga", msg.message_id)
 
         async def body(u: _Unit) -> Outcome:
-            if not await self.store.claim_inbox(u.conn, msg.message_id, u.at):
+            claimed = await self.store.claim_start(u.conn, msg.message_id, saga_id)
+            u.at = claimed.at
+            if not claimed.fresh:
                 return Outcome("duplicate", saga_id)
-            existing = await self.store.load(u.conn, saga_id)
+            existing = await self.store.load(u.conn, saga_id) if claimed.known else None
             if existing is not None:
                 return await self._existing_start(u, msg, existing, trace_id)
             try:
@@ -134,12 +144,12 @@ class Processor:
                 await self._enqueue(u, [answer])
                 errors = exc.errors if isinstance(exc, InvalidInput) else []
                 return rejected(exc.code, str(exc), errors)
-            if not await self.store.insert_saga(u.conn, decision.state):
-                return Outcome("duplicate", saga_id, note="the saga exists")
             state = await self._written(u, None, decision)
+            if state is None:
+                return Outcome("duplicate", saga_id, note="the saga exists")
             return Outcome("applied", saga_id, state.status)
 
-        return await self._run(body)
+        return await self._run(body, timed=False)
 
     async def feed(
         self,
@@ -163,13 +173,13 @@ class Processor:
         """
 
         async def body(u: _Unit) -> Outcome:
-            if message_id is not None and not await self.store.claim_inbox(
-                u.conn, message_id, u.at
-            ):
-                return Outcome("duplicate", saga_id)
-            found = await self.store.load_parked(
-                u.conn, saga_id, lock=True, skip_locked=skip_locked
+            loaded = await self.store.claim_and_lock(
+                u.conn, message_id, saga_id, skip_locked=skip_locked
             )
+            u.at = loaded.at
+            if not loaded.fresh:
+                return Outcome("duplicate", saga_id)
+            found = loaded.found
             if found is None:
                 if skip_locked:
                     return Outcome("skipped", saga_id)
@@ -190,7 +200,7 @@ class Processor:
                 await after(u.conn, new)
             return Outcome(decision.verdict, saga_id, new.status, note=decision.note)
 
-        return await self._run(body)
+        return await self._run(body, timed=False)
 
     async def _existing_start(
         self, u: _Unit, msg: StartSaga, existing: SagaState, trace_id: str | None
@@ -244,9 +254,12 @@ class Processor:
 
     # -- the transaction --------------------------------------------------------------------
 
-    async def _run(self, body: Callable[[_Unit], Awaitable[Outcome]]) -> Outcome:
+    async def _run(
+        self, body: Callable[[_Unit], Awaitable[Outcome]], *, timed: bool = True
+    ) -> Outcome:
+        """Run `body` in a transaction, retried on conflicts; `timed=False`: it takes the clock."""
         try:
-            return await self._once(body)
+            return await self._once(body, timed)
         except _RETRIED as exc:
             self._retrying_after(1, exc)
         # Only a failed first attempt pays for the retry machinery.
@@ -259,15 +272,17 @@ class Processor:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._once(body)
+                return await self._once(body, timed)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _once(self, body: Callable[[_Unit], Awaitable[Outcome]]) -> Outcome:
+    async def _once(self, body: Callable[[_Unit], Awaitable[Outcome]], timed: bool) -> Outcome:
         async with self.store.transaction() as conn:
-            unit = _Unit(conn, await self.store.now(conn))
+            unit = _Unit(conn, await self.store.now(conn) if timed else _UNTIMED)
             outcome = await body(unit)
             if unit.changes:
                 self.failpoints.hit(BEFORE_COMMIT)
+        if unit.handed and self._hand_off is not None:
+            await self._hand_off(unit.handed)
         # Counted after the commit: a transaction retried after a conflict counts once.
         for previous, state in unit.changes:
             self.metrics.record(previous, state)
@@ -327,17 +342,28 @@ class Processor:
             # Who asked for what stays in the audit log, though the saga does not change.
             await self.store.append_history(u.conn, state.saga_id, decision.history)
             return state
-        await self.store.update_saga(u.conn, previous, state)
-        return await self._written(u, previous, decision)
+        written = await self._written(u, previous, decision)
+        assert written is not None, "only a new saga's row can be found taken"
+        return written
 
-    async def _written(self, u: _Unit, previous: SagaState | None, decision: Decision) -> SagaState:
-        """Write what goes with a saga row just written: history, outbox, locks."""
+    async def _written(
+        self, u: _Unit, previous: SagaState | None, decision: Decision
+    ) -> SagaState | None:
+        """Write the saga row (new, or over `previous`) and what goes with it; None: id taken."""
         state = decision.state
-        await self.store.append_history(u.conn, state.saga_id, decision.history)
-        u.changes.append((previous, state))
         if any(cmd.compensation for cmd in decision.commands):
             self.failpoints.hit(COMPENSATING)
-        await self._enqueue(u, self._messages(state, decision))
+        messages = self._messages(state, decision)
+        lease = HANDOFF_LEASE if self._hand_off is not None else timedelta(0)
+        written = await self.store.write_decision(
+            u.conn, previous, state, decision.history, messages, at=u.at, available_at=u.at + lease
+        )
+        if written is None:
+            return None
+        # Handed to this process's relay at once, or left for the polling relay.
+        u.queued += written.queued + (0 if self._hand_off else len(written.outbox))
+        u.handed.extend(written.rows(u.at) if self._hand_off is not None else ())
+        u.changes.append((previous, state))
         if decision.withdraw:
             deleted = await self.store.withdraw(u.conn, decision.withdraw)
             if deleted:

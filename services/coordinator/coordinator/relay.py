@@ -11,6 +11,12 @@ A row carries everything its publish needs, decided when it was written: the rel
 reads a body or a saga's history. A traced row is published in its own PRODUCER span, a
 child of the context stored with the row (the coordinator span that decided it), never of
 the relay's own; the message carries the producer span's traceparent.
+
+The hot path (PostgreSQL) hands the rows it wrote to `hand_off` once their transaction
+committed: they are published at once, without being read back, and the confirmed ones are
+marked sent together, in one statement for all that were confirmed meanwhile. Such rows are
+written due only a lease later (`processor.HANDOFF_LEASE`), so no polling relay takes them
+while they are in flight here; if this process dies first, the polling relays send them.
 """
 
 from __future__ import annotations
@@ -19,15 +25,23 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterator
-from datetime import timedelta
+from collections.abc import Iterator, Sequence
+from datetime import datetime, timedelta
 
 from opentelemetry.trace import INVALID_SPAN, Span
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from convection.failpoints import NONE as NO_FAILPOINTS
 from convection.failpoints import Failpoints
 from convection.outage import Outage
-from convection.tracing import context_from_traceparent, inject, link_to, producer_span, span_id_for
+from convection.tracing import (
+    context_from_traceparent,
+    inject,
+    link_to,
+    producer_span,
+    recording,
+    span_id_for,
+)
 from convection.transport import Transport
 from coordinator.errors import Conflict, StoreUnavailable
 from coordinator.failpoints import RELAY_AFTER_CONFIRM, RELAY_BEFORE_PUBLISH
@@ -56,6 +70,7 @@ class OutboxRelay:
         listen: bool = True,
         failpoints: Failpoints = NO_FAILPOINTS,
         database: Outage | None = None,
+        max_in_flight: int = 64,
     ) -> None:
         self.store = store
         self.transport = transport
@@ -72,26 +87,101 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_maintenance = 0.0
+        self._publishing: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(max_in_flight)
+        self._confirmed: list[int] = []
+        self._failed: list[tuple[OutboxRow, str]] = []
+        self._marks = asyncio.Event()
 
     def wake(self) -> None:
         """Relay now: called after a commit that wrote outbox rows."""
         self._wake.set()
 
+    async def hand_off(self, rows: Sequence[OutboxRow]) -> None:
+        """Publish rows a transaction just committed, now (called right after the commit).
+
+        Returns once the publish has started; while `max_in_flight` batches await their
+        confirms it waits for one of them, so a slow broker holds the consumer (whose
+        delivery is acked after this) instead of piling rows up in memory.
+        """
+        await self._slots.acquire()
+        task = asyncio.create_task(self._publish_handed(list(rows)), name="outbox-hand-off")
+        self._publishing.add(task)
+        task.add_done_callback(self._publishing.discard)
+
+    async def _publish_handed(self, rows: list[OutboxRow]) -> None:
+        try:
+            self._failpoints.hit(RELAY_BEFORE_PUBLISH)
+            results = await asyncio.gather(*(self._publish(r) for r in rows))
+            self._failpoints.hit(RELAY_AFTER_CONFIRM)
+        finally:
+            self._slots.release()
+        for row, error in zip(rows, results, strict=True):
+            if error is None:
+                self._confirmed.append(row.id)
+            else:
+                self._failed.append((row, error))
+        self._marks.set()
+
+    async def _mark_handed(self) -> None:
+        """Mark what was confirmed since the last pass sent, all in one statement."""
+        while True:
+            await self._marks.wait()
+            self._marks.clear()
+            try:
+                await self._record_handed()
+                self.database.recovered()
+            except (StoreUnavailable, Conflict) as exc:
+                self.database.failed(exc)
+                # Kept for the next pass; until then the rows are merely due again later.
+                await asyncio.sleep(self.poll_interval)
+                self._marks.set()
+            except Exception:
+                logger.exception("marking handed-off outbox rows failed; retrying")
+                await asyncio.sleep(self.poll_interval)
+                self._marks.set()
+
+    async def _record_handed(self) -> None:
+        sent, self._confirmed = self._confirmed, []
+        failed, self._failed = self._failed, []
+        try:
+            async with self.store.transaction() as conn:
+                await self.store.mark_sent_now(conn, sent)
+                if failed:
+                    at = await self.store.now(conn)
+                    for row, error in failed:
+                        await self._count_failure(conn, row, error, at)
+        except BaseException:
+            # Not recorded: put them back for the next pass (or a republish after the lease).
+            self._confirmed[:0] = sent
+            self._failed[:0] = failed
+            raise
+        self.metrics.outbox_sent.inc(len(sent))
+
     async def start(self) -> None:
         """Start relaying in the background (and listening for other replicas' commits)."""
         self._tasks.append(asyncio.create_task(self._run(), name="outbox-relay"))
+        self._tasks.append(asyncio.create_task(self._mark_handed(), name="outbox-marks"))
         if self._listen:
             listen = self.store.dialect.listen(self.wake, retry_every=self.poll_interval)
             self._tasks.append(asyncio.create_task(listen, name="outbox-listen"))
 
     async def stop(self) -> None:
         """Stop relaying; rows not sent yet stay for the next relay."""
+        if self._publishing:
+            # Handed-off rows in flight finish, so their marks are written below.
+            await asyncio.wait(set(self._publishing), timeout=self.backoff_max)
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        if self._confirmed or self._failed:
+            try:
+                await self._record_handed()
+            except Exception as exc:
+                logger.warning("could not mark handed-off rows sent (%r): they go out again", exc)
 
     async def flush(self, *, max_batches: int = 100) -> int:
         """Send every row due now (bounded); return how many were claimed."""
@@ -118,25 +208,30 @@ class OutboxRelay:
             await self.store.mark_sent(conn, sent, at)
             self.metrics.outbox_sent.inc(len(sent))
             for row, error in zip(rows, results, strict=True):
-                if error is None:
-                    continue
-                self.metrics.outbox_failures.inc()
-                attempts = row.attempts + 1
-                delay = min(0.5 * 2 ** (attempts - 1), self.backoff_max)
-                dead = attempts >= self.max_attempts
-                if dead:
-                    self.metrics.outbox_dead.inc()
-                    logger.error("outbox row %s (%s) is dead: %s", row.id, row.message_id, error)
-                else:
-                    logger.warning("outbox row %s failed (attempt %d): %s", row.id, attempts, error)
-                await self.store.mark_failed(
-                    conn,
-                    row.id,
-                    error,
-                    retry_at=at + timedelta(seconds=delay),
-                    dead_at=at if dead else None,
-                )
+                if error is not None:
+                    await self._count_failure(conn, row, error, at)
         return len(rows)
+
+    async def _count_failure(
+        self, conn: AsyncConnection, row: OutboxRow, error: str, at: datetime
+    ) -> None:
+        """Back a failed row off, or park it dead once it has failed too often."""
+        self.metrics.outbox_failures.inc()
+        attempts = row.attempts + 1
+        delay = min(0.5 * 2 ** (attempts - 1), self.backoff_max)
+        dead = attempts >= self.max_attempts
+        if dead:
+            self.metrics.outbox_dead.inc()
+            logger.error("outbox row %s (%s) is dead: %s", row.id, row.message_id, error)
+        else:
+            logger.warning("outbox row %s failed (attempt %d): %s", row.id, attempts, error)
+        await self.store.mark_failed(
+            conn,
+            row.id,
+            error,
+            retry_at=at + timedelta(seconds=delay),
+            dead_at=at if dead else None,
+        )
 
     async def _publish(self, row: OutboxRow) -> str | None:
         headers = dict(row.headers)
@@ -196,7 +291,7 @@ def producer_span_of(row: OutboxRow) -> Iterator[Span]:
     A row of no trace (the coordinator's notes to itself) gets none: a span here would start
     a stray trace of its own.
     """
-    if row.span is None:
+    if row.span is None or not recording():
         yield INVALID_SPAN
         return
     links = [link for tp in row.span.links for link in link_to(tp)]

@@ -244,6 +244,7 @@ class Coordinator:
                 engine=Engine(self.registry),
                 metrics=self.metrics,
                 on_commit=self._relay.wake,
+                hand_off=self._relay.hand_off,
                 failpoints=failpoints,
                 seal=seal,
                 senders=self._senders(),

@@ -22,7 +22,7 @@ from typing import Any
 
 from opentelemetry import trace
 
-from convection.tracing import consumer_span, span_id_for, traceparent_for
+from convection.tracing import consumer_span, recording, span_id_for, traceparent_for
 
 TRACEPARENT = "traceparent"
 """The W3C trace-context header name."""
@@ -94,7 +94,8 @@ def saga_start_span(
         f"saga {saga_type} start",
         carrier,
         {"saga.id": saga_id, "saga.type": saga_type, **attributes},
-        span_id=span_id_for(start_key(saga_id)),
+        # A hash per message is worth it only when the span is recorded.
+        span_id=span_id_for(start_key(saga_id)) if recording() else None,
     ) as span:
         sc = span.get_span_context()
         yield f"{sc.trace_id:032x}" if sc.is_valid else sender

@@ -82,11 +82,22 @@ def is_sqlite(engine: AsyncEngine) -> bool:
 
 
 def make_engine(
-    url: str, *, pool_size: int = 5, echo: bool = False, application_name: str | None = None
+    url: str,
+    *,
+    pool_size: int = 5,
+    echo: bool = False,
+    pre_ping: bool = False,
+    application_name: str | None = None,
 ) -> AsyncEngine:
     """Create an async engine for `url` with the settings each dialect needs.
 
     `application_name` names the connections in PostgreSQL's `pg_stat_activity`.
+
+    No pre-ping by default: it costs a transaction (BEGIN, a ping, ROLLBACK) on every
+    checkout. A connection that died is found by the statement that uses it instead: the
+    driver's error invalidates the pool (every older connection is replaced on its next
+    checkout), `trouble()` calls it `unavailable`, and the caller retries (the coordinator's
+    transactions, the participants' outage loop) or answers 503 (the API's reads).
     """
     url = normalise_url(url)
     kwargs: dict[str, Any] = {"echo": echo}
@@ -110,7 +121,7 @@ def make_engine(
         kwargs["connect_args"]["server_settings"] = {"application_name": application_name}
     kwargs["pool_size"] = pool_size
     kwargs["max_overflow"] = pool_size
-    kwargs["pool_pre_ping"] = True
+    kwargs["pool_pre_ping"] = pre_ping
     return create_async_engine(url, **kwargs)
 
 

@@ -184,6 +184,9 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    from convection.run_stats import RunStats
+
+    stats = RunStats.from_environment()  # `convection bench` only
     metrics = ParticipantMetrics()
     exporter = None
     if settings.metrics_port is not None:
@@ -224,6 +227,8 @@ async def serve(settings: S, runner: Runner[S], services: Sequence[str]) -> None
                         await beat
         finally:
             await transport.close()
+            if stats is not None:
+                stats.write(transport)
     finally:
         await engine.dispose()
         if exporter is not None:

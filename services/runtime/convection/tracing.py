@@ -115,6 +115,11 @@ def chosen_id_generator() -> Any:
     return _Ids()
 
 
+def recording() -> bool:
+    """Tell whether a tracer provider is installed, so spans (and their chosen ids) matter."""
+    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+
+
 def tracer() -> trace.Tracer:
     """Return Convection's tracer (a no-op one unless tracing was set up)."""
     return trace.get_tracer(TRACER_NAME)

@@ -153,6 +153,12 @@ class OutboxQueries:
         if ids:
             await conn.execute(update(t.outbox).where(t.outbox.c.id.in_(ids)).values(sent_at=at))
 
+    async def mark_sent_now(self, conn: AsyncConnection, ids: Sequence[int]) -> None:
+        """Mark rows as sent at the database's time (no clock read of its own)."""
+        if ids:
+            stmt = update(t.outbox).where(t.outbox.c.id.in_(ids)).values(sent_at=func.now())
+            await conn.execute(stmt)
+
     async def mark_failed(
         self,
         conn: AsyncConnection,

@@ -25,8 +25,9 @@ from coordinator.store import queries
 from coordinator.store import tables as t
 from coordinator.store.dead_letters import DeadLetterQueries
 from coordinator.store.dialect import Dialect, translate
+from coordinator.store.hot import HotPath, Loaded, Started, Written
 from coordinator.store.locks import LockQueries
-from coordinator.store.outbox import OutboxQueries
+from coordinator.store.outbox import OutboxMessage, OutboxQueries
 from coordinator.store.parking import ParkingQueries
 from coordinator.store.queries import SagaFilter, StepDue
 from coordinator.store.rows import saga_row, state_from_rows, step_row
@@ -47,6 +48,8 @@ class Store(OutboxQueries, LockQueries, ParkingQueries, DeadLetterQueries):
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.dialect = Dialect(engine)
+        self.hot = HotPath.for_engine(engine)
+        """The fused statements of the message path (PostgreSQL), or None (SQLite)."""
 
     @contextlib.asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncConnection]:
@@ -82,6 +85,61 @@ class Store(OutboxQueries, LockQueries, ParkingQueries, DeadLetterQueries):
             ended = await self.dialect.fence_stalled(conn, older_than)
             await conn.commit()
         return ended
+
+    # -- the message path: one read and one write per message (fused on PostgreSQL) ---------
+
+    async def claim_start(self, conn: AsyncConnection, message_id: str, saga_id: str) -> Started:
+        """Take the time, claim a StartSaga's message id, and tell whether the saga exists."""
+        if self.hot is not None:
+            return await self.hot.claim_start(conn, message_id, saga_id)
+        at = await self.now(conn)
+        return Started(at, await self.claim_inbox(conn, message_id, at), known=True)
+
+    async def claim_and_lock(
+        self,
+        conn: AsyncConnection,
+        message_id: str | None,
+        saga_id: str,
+        *,
+        skip_locked: bool = False,
+    ) -> Loaded:
+        """Take the time, claim the message id (if any), lock and load the saga."""
+        if self.hot is not None and not skip_locked:
+            return await self.hot.claim_and_lock(conn, message_id, saga_id)
+        at = await self.now(conn)
+        if message_id is not None and not await self.claim_inbox(conn, message_id, at):
+            return Loaded(at, False, None)
+        found = await self.load_parked(conn, saga_id, lock=True, skip_locked=skip_locked)
+        return Loaded(at, True, found)
+
+    async def write_decision(
+        self,
+        conn: AsyncConnection,
+        previous: SagaState | None,
+        state: SagaState,
+        history: Sequence[HistoryEntry],
+        messages: Sequence[OutboxMessage],
+        *,
+        at: datetime,
+        available_at: datetime,
+    ) -> Written | None:
+        """Write a saga (new when `previous` is None), its history and outbox rows.
+
+        Returns None, having written nothing, when a new saga's id is taken. The hot path
+        returns the outbox rows it wrote, due at `available_at`, for the relay to be handed;
+        the generic one counts them in `queued`, due at once, for the relay to poll.
+        """
+        if self.hot is not None:
+            return await self.hot.write(
+                conn, previous, state, history, messages, at=at, available_at=available_at
+            )
+        if previous is None:
+            if not await self.insert_saga(conn, state):
+                return None
+        else:
+            await self.update_saga(conn, previous, state)
+        await self.append_history(conn, state.saga_id, history)
+        return Written((), queued=await self.add_outbox(conn, messages, at))
 
     # -- inbox --------------------------------------------------------------------------------
 

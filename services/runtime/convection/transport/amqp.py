@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 from collections.abc import Mapping
 
 import aio_pika
@@ -57,6 +58,9 @@ from convection.transport.base import (
 
 logger = logging.getLogger(__name__)
 
+_FIRST_RETRY_WAIT = 0.1
+"""Seconds before the second attempt of a publish (jittered up to twice as long)."""
+
 
 def _retryable(exc: BaseException) -> bool:
     # Unroutable is a routing fact: publishing again cannot change it.
@@ -64,8 +68,13 @@ def _retryable(exc: BaseException) -> bool:
 
 
 def _log_retry(state: RetryCallState) -> None:
+    # The first attempt ran before the retry loop: its attempts are numbered from the second.
     exc = state.outcome.exception() if state.outcome else None
-    logger.warning("publish attempt %d failed: %s; retrying", state.attempt_number, exc)
+    _log_retry_after(state.attempt_number + 1, exc)
+
+
+def _log_retry_after(attempt: int, exc: BaseException | None) -> None:
+    logger.warning("publish attempt %d failed: %s; retrying", attempt, exc)
 
 
 async def _usable(channel: AbstractRobustChannel) -> None:
@@ -185,8 +194,30 @@ class AmqpTransport(Transport):
     ) -> None:
         """Publish persistent and confirmed; each attempt is bounded, retried unless Unroutable."""
         amqp_headers: HeadersType = dict(headers or {})
+
+        def message() -> aio_pika.Message:
+            return aio_pika.Message(
+                body,
+                headers=amqp_headers,
+                content_type=content_type,
+                message_id=message_id,
+                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+                user_id=self.user,
+            )
+
+        try:
+            await self._publish_once(exchange, routing_key, message(), mandatory=mandatory)
+        except Exception as exc:
+            if self._publish_attempts == 1 or not _retryable(exc):
+                raise
+            # Only a failed first attempt pays for the retry machinery.
+            _log_retry_after(1, exc)
+            await asyncio.sleep(_FIRST_RETRY_WAIT * (1 + random.random()))  # noqa: S311
+        else:
+            self.published += 1
+            return
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._publish_attempts),
+            stop=stop_after_attempt(self._publish_attempts - 1),
             wait=wait_exponential_jitter(multiplier=0.1, max=2.0, jitter=0.1),
             retry=retry_if_exception(_retryable),
             before_sleep=_log_retry,
@@ -194,15 +225,8 @@ class AmqpTransport(Transport):
         )
         async for attempt in retrying:
             with attempt:
-                message = aio_pika.Message(
-                    body,
-                    headers=amqp_headers,
-                    content_type=content_type,
-                    message_id=message_id,
-                    delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-                    user_id=self.user,
-                )
-                await self._publish_once(exchange, routing_key, message, mandatory=mandatory)
+                await self._publish_once(exchange, routing_key, message(), mandatory=mandatory)
+        self.published += 1
 
     async def _publish_once(
         self, exchange: str, routing_key: str, message: aio_pika.Message, *, mandatory: bool

@@ -113,6 +113,7 @@ class AmqpConsumer(Consumer):
             # stop() already waited for the handlers and is closing the channel,
             # which returns this message to the queue.
             return
+        self._transport.consumed += 1
         task = asyncio.current_task()
         if task is not None:
             self._in_flight.add(task)

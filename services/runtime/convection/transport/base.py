@@ -265,6 +265,10 @@ class Transport(ABC):
 
     user: str | None = None
     """The broker user this transport publishes as (None: messages carry no user)."""
+    published: int = 0
+    """Messages published and confirmed so far (counted by the AMQP transport)."""
+    consumed: int = 0
+    """Deliveries received by its consumers so far (counted by the AMQP transport)."""
 
     async def __aenter__(self) -> Self:
         await self.connect()
