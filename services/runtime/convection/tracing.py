@@ -116,8 +116,8 @@ def chosen_id_generator() -> Any:
 
 
 def recording() -> bool:
-    """Tell whether a tracer provider is installed, so spans (and their chosen ids) matter."""
-    return not isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    """Tell whether Convection's tracer records spans, so their chosen ids are worth hashing."""
+    return not isinstance(tracer(), trace.ProxyTracer | trace.NoOpTracer)
 
 
 def tracer() -> trace.Tracer:
