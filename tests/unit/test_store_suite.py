@@ -126,6 +126,16 @@ def _msg(n: int, mandatory: bool = True) -> OutboxMessage:
     )
 
 
+async def test_a_row_under_its_hand_off_lease_is_not_withdrawn(store: Store) -> None:
+    # The writer's relay may be publishing it, unlocked: withdrawing it would call a command
+    # "never sent" that the participant then runs, and nothing would undo it.
+    async with store.transaction() as conn:
+        at = await store.now(conn)
+        await store.add_outbox(conn, [_msg(1)], at + timedelta(seconds=10))
+        assert await store.withdraw(conn, ["m1"], at) == ()
+        assert await store.withdraw(conn, ["m1"], at + timedelta(seconds=10)) == ("m1",)
+
+
 async def test_outbox_claim_mark_fail_dead_withdraw_purge(store: Store) -> None:
     async with store.transaction() as conn:
         at = await store.now(conn)
@@ -143,7 +153,7 @@ async def test_outbox_claim_mark_fail_dead_withdraw_purge(store: Store) -> None:
         assert not rows[0].mandatory
         await store.mark_failed(conn, rows[0].id, "unroutable", retry_at=at, dead_at=at)
         # Withdrawing deletes only unsent rows, and says which.
-        assert await store.withdraw(conn, ["m1", "m2", "m4", "nope"]) == ("m2", "m4")
+        assert await store.withdraw(conn, ["m1", "m2", "m4", "nope"], at) == ("m2", "m4")
     async with store.transaction() as conn:
         assert await store.claim_outbox(conn, at + timedelta(days=1), 10) == []
         backlog, oldest, dead = await store.outbox_stats(conn)

@@ -365,7 +365,7 @@ class Processor:
         u.handed.extend(written.rows(u.at) if self._hand_off is not None else ())
         u.changes.append((previous, state))
         if decision.withdraw:
-            deleted = await self.store.withdraw(u.conn, decision.withdraw)
+            deleted = await self.store.withdraw(u.conn, decision.withdraw, u.at)
             if deleted:
                 state = await self._feed(u, state, CommandsWithdrawn(at=u.at, command_ids=deleted))
         if decision.acquire:

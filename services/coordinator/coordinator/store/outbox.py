@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from coordinator.store import tables as t
@@ -107,14 +107,23 @@ class OutboxQueries:
         await self.dialect.notify(conn)
         return len(rows)
 
-    async def withdraw(self, conn: AsyncConnection, message_ids: Sequence[str]) -> tuple[str, ...]:
-        """Delete the unsent rows among `message_ids`; return the ids actually deleted."""
+    async def withdraw(
+        self, conn: AsyncConnection, message_ids: Sequence[str], at: datetime
+    ) -> tuple[str, ...]:
+        """Delete the unsent rows among `message_ids`; return the ids actually deleted.
+
+        A row handed to its writer's relay (never tried, due only after the hand-off lease)
+        may be on its way to the broker right now, unlocked: it is not withdrawn, so the
+        step counts as sent and is compensated like any other, never marked as never sent.
+        """
         if not message_ids:
             return ()
+        c = t.outbox.c
         stmt = delete(t.outbox).where(
-            t.outbox.c.message_id.in_(message_ids),
-            t.outbox.c.sent_at.is_(None),
-            t.outbox.c.dead_at.is_(None),
+            c.message_id.in_(message_ids),
+            c.sent_at.is_(None),
+            c.dead_at.is_(None),
+            or_(c.attempts > 0, c.available_at <= at),
         )
         result = await conn.execute(stmt.returning(t.outbox.c.message_id))
         deleted = set(result.scalars())
