@@ -43,7 +43,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from coordinator.core import HistoryEntry, SagaState
 from coordinator.errors import ConcurrentUpdate
 from coordinator.store import tables as t
-from coordinator.store.outbox import OutboxMessage, OutboxRow
+from coordinator.store.outbox import OutboxMessage, OutboxRow, outbox_row
 from coordinator.store.rows import saga_row, state_from_rows, step_row
 
 _SAGA = [c.name for c in t.sagas.c]
@@ -285,7 +285,7 @@ class HotPath:
             entries = [{"saga_id": state.saga_id, **e.model_dump(mode="python")} for e in history]
             values.extend(_arrays(t.saga_history, _HISTORY, entries))
         if out:
-            rows = [_outbox_row(m, at, available_at) for m in out]
+            rows = [outbox_row(m, at, available_at) for m in out]
             values.extend(_arrays(t.outbox, _OUTBOX, rows))
         result = (await conn.exec_driver_sql(sql, tuple(values))).one()._mapping
         if not result["written"]:
@@ -354,19 +354,3 @@ def _write_sql(
         f"WITH {', '.join(parts)} SELECT (SELECT count(*) FROM saga) AS written, "
         f"{ids} AS ids, {message_ids} AS message_ids"
     )
-
-
-def _outbox_row(m: OutboxMessage, at: datetime, available_at: datetime) -> dict[str, Any]:
-    return {
-        "saga_id": m.saga_id,
-        "exchange": m.exchange,
-        "routing_key": m.routing_key,
-        "message_id": m.message_id,
-        "body": m.body,
-        "headers": m.headers,
-        "mandatory": m.mandatory,
-        "span": m.span.to_json() if m.span is not None else None,
-        "created_at": at,
-        "available_at": available_at,
-        "attempts": 0,
-    }

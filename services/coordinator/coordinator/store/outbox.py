@@ -74,6 +74,23 @@ class OutboxRow:
     span: SpanSpec | None = None
 
 
+def outbox_row(m: OutboxMessage, at: datetime, available_at: datetime) -> dict[str, Any]:
+    """The outbox row of a message written at `at`, due for sending at `available_at`."""
+    return {
+        "saga_id": m.saga_id,
+        "exchange": m.exchange,
+        "routing_key": m.routing_key,
+        "message_id": m.message_id,
+        "body": m.body,
+        "headers": m.headers,
+        "mandatory": m.mandatory,
+        "span": m.span.to_json() if m.span is not None else None,
+        "created_at": at,
+        "available_at": available_at,
+        "attempts": 0,
+    }
+
+
 class OutboxQueries:
     """Outbox reads and writes; `Store` inherits them (its engine and dialect)."""
 
@@ -84,22 +101,7 @@ class OutboxQueries:
         self, conn: AsyncConnection, messages: Iterable[OutboxMessage], at: datetime
     ) -> int:
         """Insert messages to send after commit (a message id already there is skipped)."""
-        rows = [
-            {
-                "saga_id": m.saga_id,
-                "exchange": m.exchange,
-                "routing_key": m.routing_key,
-                "message_id": m.message_id,
-                "body": m.body,
-                "headers": m.headers,
-                "mandatory": m.mandatory,
-                "span": m.span.to_json() if m.span is not None else None,
-                "created_at": at,
-                "available_at": at,
-                "attempts": 0,
-            }
-            for m in messages
-        ]
+        rows = [outbox_row(m, at, at) for m in messages]
         if not rows:
             return 0
         stmt = self.dialect.insert_ignore(t.outbox)

@@ -24,6 +24,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
     HeadersType,
 )
+from aiormq import spec
 from aiormq.exceptions import (
     ChannelNotFoundEntity,
     ChannelPreconditionFailed,
@@ -316,6 +317,15 @@ class AmqpTransport(Transport):
 
     async def queue_depth(self, queue: str) -> int:
         """Count the ready messages of `queue` (a passive declaration)."""
+        declared = await self._passive_declare(queue, "count")
+        return declared.message_count or 0
+
+    async def queue_consumers(self, queue: str) -> int | None:
+        """Count the consumers of `queue` (a passive declaration), or None if it cannot."""
+        declared = await self._passive_declare(queue, "count consumers of")
+        return declared.consumer_count or 0
+
+    async def _passive_declare(self, queue: str, doing: str) -> spec.Queue.DeclareOk:
         self._require()
         channel = self._declarer
         assert channel is not None
@@ -325,28 +335,11 @@ class AmqpTransport(Transport):
                 # The underlying channel: the robust one answers passive declarations
                 # of known queues from its cache, without asking the broker.
                 underlay = await channel.get_underlay_channel()
-                declared = await underlay.queue_declare(queue, passive=True)
+                return await underlay.queue_declare(queue, passive=True)
         except ChannelNotFoundEntity as exc:
             raise TransportError(f"no queue {queue!r}") from exc
         except (TimeoutError, *CHANNEL_GONE) as exc:
-            raise TransportError(f"cannot count {queue!r}: {exc!r}") from exc
-        return declared.message_count or 0
-
-    async def queue_consumers(self, queue: str) -> int | None:
-        """Count the consumers of `queue` (a passive declaration), or None if it cannot."""
-        self._require()
-        channel = self._declarer
-        assert channel is not None
-        try:
-            async with asyncio.timeout(self._publish_timeout):
-                await _usable(channel)
-                underlay = await channel.get_underlay_channel()
-                declared = await underlay.queue_declare(queue, passive=True)
-        except ChannelNotFoundEntity as exc:
-            raise TransportError(f"no queue {queue!r}") from exc
-        except (TimeoutError, *CHANNEL_GONE) as exc:
-            raise TransportError(f"cannot count consumers of {queue!r}: {exc!r}") from exc
-        return declared.consumer_count or 0
+            raise TransportError(f"cannot {doing} {queue!r}: {exc!r}") from exc
 
     async def ping(self) -> bool:
         """Report whether the connection is up (False while it reconnects)."""
