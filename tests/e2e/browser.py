@@ -98,8 +98,8 @@ async def osm(logs: Path, amqp_url: str, pg_url: str) -> AsyncIterator[Osm]:
     port = free_port()
     stack.api = f"http://127.0.0.1:{port}"
     async with stack.running():
-        # VMs take a second to boot: long enough to watch a saga run.
-        stack.spawn("vim_sim", "vim_sim", CONVECTION_VIM_SIM_BOOT_SECONDS="1.0")
+        # VMs take seconds to boot: a saga runs across several of the list's 2 s polls.
+        stack.spawn("vim_sim", "vim_sim", CONVECTION_VIM_SIM_BOOT_SECONDS="3.0")
         stack.spawn(
             "coordinator",
             "coordinator",

@@ -319,7 +319,12 @@ async def test_top_refreshes_in_place_in_a_terminal(rig: Rig) -> None:
     finally:
         if proc.returncode is None:
             proc.send_signal(signal.SIGINT)
-        code = await asyncio.wait_for(proc.wait(), timeout=20)
+        # Keep reading while it exits: its last frame must not block on a full terminal.
+        drained = asyncio.create_task(
+            asyncio.to_thread(_read_pty, primary, until=time.monotonic() + 60, frames=10**6)
+        )
+        code = await asyncio.wait_for(proc.wait(), timeout=60)
+        await drained
         os.close(primary)
     stamps = set(re.findall(STAMP, screen))
     assert len(stamps) >= 3, screen[-2000:]
