@@ -14,7 +14,6 @@ import json
 import os
 import re
 import select
-import signal
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -318,7 +317,9 @@ async def test_top_refreshes_in_place_in_a_terminal(rig: Rig) -> None:
         screen = await asyncio.to_thread(_read_pty, primary, until=time.monotonic() + 45, frames=3)
     finally:
         if proc.returncode is None:
-            proc.send_signal(signal.SIGINT)
+            # `q`, as an operator quits; Ctrl-C can hang top's exit under load (an open bug,
+            # see the stop's note), which this test is not about.
+            os.write(primary, b"q")
         # Keep reading while it exits: its last frame must not block on a full terminal.
         drained = asyncio.create_task(
             asyncio.to_thread(_read_pty, primary, until=time.monotonic() + 60, frames=10**6)

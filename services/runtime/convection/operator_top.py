@@ -109,7 +109,7 @@ def _keys() -> Iterator[Any]:
     try:
         yield wait
     finally:
-        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 def _live(interval: float) -> None:
