@@ -1,15 +1,19 @@
-"""Two participant instances on one PostgreSQL and one queue: a key's handler runs once."""
+"""The participant's store on PostgreSQL: a key's handler runs once across instances, and the
+stored outcomes, forward results and tombstones read by its one statement after the lock."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 import pytest
 
 from contracts import vim
 from convection import Participant, StepContext, handles
 from convection.db import make_engine
+from convection.transport import MemoryBroker, Transport
 from tests.integration.adapter_support import command, connected, next_reply, send
+from tests.unit import test_participant_flow as flow
 
 pytestmark = [pytest.mark.amqp, pytest.mark.postgres]
 
@@ -57,3 +61,27 @@ async def test_concurrent_duplicates_on_two_instances_run_once(
     assert sorted(runs) == sorted(c.idempotency_key for c in cmds)
     assert {r.outcome for r in got} == {"succeeded"}
     assert sorted(r.command_id for r in got) == sorted(2 * [c.message_id for c in cmds])
+
+
+@pytest.fixture
+async def on_postgres(fresh_pg_url: str) -> AsyncIterator[tuple[Transport, flow.Handlers]]:
+    engine = make_engine(fresh_pg_url)
+    handlers = flow.Handlers()
+    async with connected("memory://", MemoryBroker()) as transport:
+        participant = Participant("vim", transport=transport, db_engine=engine, handlers=[handlers])
+        await participant.start()
+        yield transport, handlers
+        await participant.stop()
+    await engine.dispose()
+
+
+async def test_duplicates_are_answered_from_the_store_on_postgresql(
+    on_postgres: tuple[Transport, flow.Handlers],
+) -> None:
+    await flow.test_duplicate_and_retry_are_answered_from_the_store(on_postgres)
+
+
+async def test_a_compensation_sees_its_forward_result_and_leaves_a_tombstone_on_postgresql(
+    on_postgres: tuple[Transport, flow.Handlers],
+) -> None:
+    await flow.test_compensation_sees_forward_result_and_leaves_a_tombstone(on_postgres)

@@ -163,6 +163,20 @@ async def test_outbox_claim_mark_fail_dead_withdraw_purge(store: Store) -> None:
         assert await store.purge_sent(conn, at + timedelta(seconds=1), limit=10) == 0
 
 
+async def test_handed_off_rows_marked_sent_together_are_not_claimed_again(store: Store) -> None:
+    async with store.transaction() as conn:
+        at = await store.now(conn)
+        await store.add_outbox(conn, [_msg(1), _msg(2), _msg(3)], at)
+        rows = await store.claim_outbox(conn, at, 10)
+    by_id = {r.message_id: r.id for r in rows}
+    for ids in ([], [by_id["m1"]], [by_id["m1"], by_id["m3"]]):
+        async with store.transaction() as conn:
+            await store.mark_sent_now(conn, ids)  # any count, and a row marked twice
+    async with store.transaction() as conn:
+        later = at + timedelta(hours=1)
+        assert [r.message_id for r in await store.claim_outbox(conn, later, 10)] == ["m2"]
+
+
 async def test_lock_rows_hold_fifo_queues(store: Store) -> None:
     a, b, c = (locks.Claimant(f"s{i}", "ns.instantiate") for i in "abc")
     table: dict[str, locks.LockQueue] = {}

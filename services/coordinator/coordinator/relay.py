@@ -51,6 +51,10 @@ from coordinator.trace import TRACEPARENT, producer_key
 
 logger = logging.getLogger(__name__)
 
+MARK_DELAY = 0.05
+"""Seconds the marks of confirmed hand-offs gather before their one statement (far below the
+hand-off lease, after which other relays would send an unmarked row again)."""
+
 
 class OutboxRelay:
     """Sends outbox rows to the broker; one per coordinator, any number per database."""
@@ -127,6 +131,8 @@ class OutboxRelay:
         """Mark what was confirmed since the last pass sent, all in one statement."""
         while True:
             await self._marks.wait()
+            # Gathered a moment: under load one statement then marks many confirms, not one.
+            await asyncio.sleep(MARK_DELAY)
             self._marks.clear()
             try:
                 await self._record_handed()

@@ -73,7 +73,7 @@ from convection.participant_replies import (
     final_reply_id,
     validation_summary,
 )
-from convection.participant_store import ReplyStore, Slot, StoredReply
+from convection.participant_store import Recall, ReplyStore, StoredReply
 from convection.tracing import consumer_span, inject, messaging_attributes
 from convection.transport import Consumer, Delivery, Transport
 
@@ -298,8 +298,9 @@ class Participant:
         undoes = command.undoes_key if command.compensation else None
         assert self._store is not None, "handle() runs only after start()"
         async with self._store.claim(undoes or key) as slot:
-            stored = await slot.lookup(key)
-            if stored is None and not command.compensation and await slot.compensated(key):
+            recall = await slot.recall(key, undoes_key=undoes, tombstone=not command.compensation)
+            stored = recall.stored
+            if recall.compensated:
                 stored = StoredReply(
                     "failed",
                     None,
@@ -311,7 +312,7 @@ class Participant:
                 logger.info("%s: answering from the stored %s outcome", where, stored.outcome)
                 self.metrics.handled(self.service, command.action, "duplicate")
             else:
-                stored = await self._run(where, slot, command, route, payload)
+                stored = await self._run(where, recall, command, route, payload)
                 if stored is not None:
                     await slot.save(
                         key,
@@ -325,13 +326,11 @@ class Participant:
         await delivery.ack()
 
     async def _run(
-        self, where: str, slot: Slot, command: Command, route: Route, payload: Any
+        self, where: str, recall: Recall, command: Command, route: Route, payload: Any
     ) -> StoredReply | None:
         """Run the handler; return its final outcome, or None after replying `retryable`."""
-        forward = None
-        if command.compensation and command.undoes_key:
-            done = await slot.lookup(command.undoes_key)
-            forward = done.result if done is not None and done.outcome == "succeeded" else None
+        done = recall.forward
+        forward = done.result if done is not None and done.outcome == "succeeded" else None
         ctx = StepContext.of(command, forward, lambda text, pct: self._progress(command, text, pct))
         logger.info("%s: running %s", where, command.action)
         began = time.perf_counter()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -28,7 +29,6 @@ from sqlalchemy import (
     and_,
     insert,
     select,
-    text,
 )
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -89,6 +89,43 @@ def _lock_id(service: str, key: str) -> int:
     return int.from_bytes(digest, "big", signed=True)
 
 
+@dataclass(frozen=True)
+class Recall:
+    """What a slot holds for a command: its stored outcome, a tombstone, the forward result."""
+
+    stored: StoredReply | None
+    """The final outcome stored for the command's own key, if any."""
+    compensated: bool
+    """A compensation of the command's key has succeeded (only asked for forward commands)."""
+    forward: StoredReply | None
+    """For a compensation: the stored outcome of the forward step it undoes, if any."""
+
+
+_TABLE = REPLIES.name
+# One statement after the lock (so it reads with a snapshot taken once the lock is held): the
+# key's own outcome, the forward step a compensation undoes, and a forward key's tombstone.
+# Plain SQL run with exec_driver_sql: no compilation per message, asyncpg keeps it prepared.
+_RECALL_SQL = """
+SELECT idempotency_key, outcome, result::text AS result, error::text AS error, FALSE AS tomb
+  FROM convection_participant_replies
+ WHERE service = $1 AND idempotency_key IN ($2, $3)
+UNION ALL
+(SELECT idempotency_key, outcome, NULL, NULL, TRUE
+   FROM convection_participant_replies
+  WHERE service = $1 AND undoes_key = $4 AND outcome = 'succeeded' LIMIT 1)
+"""
+_SAVE_SQL = """
+INSERT INTO convection_participant_replies
+       (service, idempotency_key, undoes_key, outcome, result, error, saga_id, step, created)
+VALUES ($1, $2, $3, $4, $5::json, $6::json, $7, $8, $9)
+"""
+_LOCK_SQL = "SELECT pg_advisory_xact_lock($1)"
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else json.dumps(value)
+
+
 class Slot:
     """Exclusive access to one key's records, for the duration of `ReplyStore.claim`."""
 
@@ -96,6 +133,37 @@ class Slot:
         self._service = service
         self._connection = connection
         self._engine = engine
+
+    async def recall(
+        self, key: str, *, undoes_key: str | None = None, tombstone: bool = True
+    ) -> Recall:
+        """Return what is stored for `key`, and for the `undoes_key` a compensation undoes.
+
+        `tombstone` asks whether `key` was compensated (for a forward command).
+        """
+        if self._connection is None:
+            stored = await self.lookup(key)
+            forward = await self.lookup(undoes_key) if undoes_key is not None else None
+            tomb = tombstone and stored is None and await self.compensated(key)
+            return Recall(stored, tomb, forward)
+        # '' matches no row's undoes_key: no tombstone asked.
+        params = (self._service, key, undoes_key or key, key if tombstone else "")
+        with db_span("SELECT", _TABLE):
+            rows = (await self._connection.exec_driver_sql(_RECALL_SQL, params)).all()
+        found: dict[str, StoredReply] = {}
+        tomb = False
+        for row in rows:
+            name, outcome, result, error, is_tomb = tuple(row)
+            if is_tomb:
+                tomb = True
+            else:
+                found[name] = StoredReply(
+                    outcome,
+                    None if result is None else json.loads(result),
+                    None if error is None else json.loads(error),
+                )
+        forward = found.get(undoes_key) if undoes_key is not None else None
+        return Recall(found.get(key), tomb and key not in found, forward)
 
     async def lookup(self, key: str) -> StoredReply | None:
         """Return the final outcome stored for `key`, if any."""
@@ -126,6 +194,22 @@ class Slot:
         step: str,
     ) -> None:
         """Store the final outcome of `key` (committed when the claim ends)."""
+        if self._connection is not None:
+            # The advisory lock guarantees nobody else stored this key meanwhile.
+            params = (
+                self._service,
+                key,
+                undoes_key,
+                reply.outcome,
+                _json(reply.result),
+                _json(reply.error),
+                saga_id,
+                step,
+                utc_now(),
+            )
+            with db_span("INSERT", _TABLE):
+                await self._connection.exec_driver_sql(_SAVE_SQL, params)
+            return
         statement = insert(REPLIES).values(
             service=self._service,
             idempotency_key=key,
@@ -137,13 +221,8 @@ class Slot:
             step=step,
             created=utc_now(),
         )
-        if self._connection is not None:
-            # The advisory lock guarantees nobody else stored this key meanwhile.
-            with db_span("INSERT", REPLIES.name, self._engine.dialect.name):
-                await self._connection.execute(statement)
-            return
         try:
-            with db_span("INSERT", REPLIES.name, self._engine.dialect.name):
+            with db_span("INSERT", _TABLE, self._engine.dialect.name):
                 async with self._engine.begin() as connection:
                     await connection.execute(statement)
         except IntegrityError:
@@ -152,7 +231,7 @@ class Slot:
 
     async def _execute(self, query: Any, operation: str) -> Any:
         # A CLIENT span per database call, under the adapter's consumer span.
-        with db_span(operation, REPLIES.name, self._engine.dialect.name):
+        with db_span(operation, _TABLE, self._engine.dialect.name):
             if self._connection is not None:
                 return await self._connection.execute(query)
             async with self._engine.connect() as connection:
@@ -194,9 +273,8 @@ class ReplyStore:
                     return
                 async with self._connections, self._engine.begin() as connection:
                     with db_span("SELECT", "pg_advisory_xact_lock", "postgresql"):
-                        await connection.execute(
-                            text("SELECT pg_advisory_xact_lock(:lock_id)"),
-                            {"lock_id": _lock_id(self._service, lock_key)},
+                        await connection.exec_driver_sql(
+                            _LOCK_SQL, (_lock_id(self._service, lock_key),)
                         )
                     yield Slot(self._service, connection, self._engine)
         finally:

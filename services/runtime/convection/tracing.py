@@ -71,6 +71,7 @@ def setup_tracing(service_name: str, *, env: Mapping[str, str] | None = None) ->
     # The endpoint is passed on: `env` may not be the process environment (tests).
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=traces_endpoint)))
     trace.set_tracer_provider(provider)
+    _TRACERS.clear()
     return Tracing(enabled=True, provider=provider)
 
 
@@ -120,9 +121,16 @@ def recording() -> bool:
     return not isinstance(tracer(), trace.ProxyTracer | trace.NoOpTracer)
 
 
+_TRACERS: list[trace.Tracer] = []
+
+
 def tracer() -> trace.Tracer:
     """Return Convection's tracer (a no-op one unless tracing was set up)."""
-    return trace.get_tracer(TRACER_NAME)
+    # Kept once found: without a provider, each `get_tracer` reads the process environment.
+    # `setup_tracing` forgets it; a provider set by anyone else is reached through the proxy.
+    if not _TRACERS:
+        _TRACERS.append(trace.get_tracer(TRACER_NAME))
+    return _TRACERS[0]
 
 
 def inject(headers: MutableMapping[str, str], ctx: Context | None = None) -> None:
@@ -245,6 +253,10 @@ def internal_span(name: str, attributes: Mapping[str, Any] | None = None) -> Ite
 @contextmanager
 def db_span(operation: str, table: str, system: str = "postgresql") -> Iterator[Span]:
     """A CLIENT span of one database call, named and attributed per the semantic conventions."""
+    if not recording():
+        # Nothing would record it, and the current span (the consumer's) stays current.
+        yield trace.INVALID_SPAN
+        return
     attributes = {
         "db.system.name": system,
         "db.operation.name": operation,

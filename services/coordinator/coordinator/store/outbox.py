@@ -166,9 +166,15 @@ class OutboxQueries:
 
     async def mark_sent_now(self, conn: AsyncConnection, ids: Sequence[int]) -> None:
         """Mark rows as sent at the database's time (no clock read of its own)."""
-        if ids:
-            stmt = update(t.outbox).where(t.outbox.c.id.in_(ids)).values(sent_at=func.now())
-            await conn.execute(stmt)
+        if not ids:
+            return
+        if self.engine.dialect.name == "postgresql":
+            # One prepared statement whatever the count (an IN list is a new one per length).
+            sql = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
+            await conn.exec_driver_sql(sql, (list(ids),))
+            return
+        stmt = update(t.outbox).where(t.outbox.c.id.in_(ids)).values(sent_at=func.now())
+        await conn.execute(stmt)
 
     async def mark_failed(
         self,
