@@ -100,7 +100,7 @@ def test_only_floor_reports_sensible_figures_and_cleans_up(tmp_path: Path) -> No
     assert vhost.group(1) not in _vhosts()
 
 
-@pytest.mark.timeout(400)
+@pytest.mark.timeout(600)
 def test_floor_and_convection_rows_report_sensible_figures_and_ratios(tmp_path: Path) -> None:
     out = tmp_path / "out.json"
     done = subprocess.run(
@@ -108,6 +108,10 @@ def test_floor_and_convection_rows_report_sensible_figures_and_ratios(tmp_path: 
             CONVECTION,
             "bench",
             "--floor",
+            "--coordinators",
+            "2",
+            "--coordinators",
+            "1",
             "--sagas",
             "50",
             "--warmup",
@@ -123,15 +127,20 @@ def test_floor_and_convection_rows_report_sensible_figures_and_ratios(tmp_path: 
         ],
         capture_output=True,
         text=True,
-        timeout=380,
+        timeout=580,
         env=clean_environ(),
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "convection x1 / floor" in done.stdout
+    assert "convection x1 / floor" in done.stdout and "convection x2 / floor" in done.stdout
 
     document = json.loads(out.read_text())
-    floor, convection = document["systems"]
+    floor, convection, two = document["systems"]
     assert floor["system"] == "floor" and convection["system"] == "convection x1"
+    # One floor (of the fewest orchestrators), then a row per coordinator count, in order.
+    assert [p["role"] for p in floor["processes"]].count("orchestrator") == 1
+    assert two["system"] == "convection x2" and two["sagas_per_s"] > 0
+    assert [p["role"] for p in two["processes"]].count("coordinator") == 2
+    assert document["ratios"]["convection x2 / floor"]["sagas_per_s"] > 0
     assert convection["sagas"] == 50 and convection["steps"] == 3
     assert convection["sagas_per_s"] > 0
     assert convection["steps_per_s"] > convection["sagas_per_s"]

@@ -30,8 +30,11 @@ def register(app: typer.Typer) -> None:
         latency_sagas: int = typer.Option(
             100, min=0, help="Sagas run one after another to measure latency."
         ),
-        coordinators: int = typer.Option(
-            1, min=1, help="Coordinator processes (the floor runs as many orchestrators)."
+        coordinators: list[int] = typer.Option(
+            [1],
+            min=1,
+            help="Coordinator processes; repeat it (`--coordinators 1 --coordinators 2`) for a "
+            "Convection row per count in the same run (the floor runs the fewest orchestrators).",
         ),
         participants: int = typer.Option(1, min=1, help="Echo participant processes."),
         participant_delay_ms: float = typer.Option(
@@ -78,20 +81,22 @@ def register(app: typer.Typer) -> None:
             floor_system,
         )
 
+        counts = sorted(set(coordinators))
         systems: list[System] = []
         if floor or only_floor:
             systems.append(
-                floor_system(steps=steps, orchestrators=coordinators, participants=participants)
+                floor_system(steps=steps, orchestrators=counts[0], participants=participants)
             )
         if not only_floor:
             try:
-                systems.append(
+                systems.extend(
                     convection_system(
                         steps=steps,
-                        coordinators=coordinators,
+                        coordinators=count,
                         participants=participants,
                         participant_delay_ms=participant_delay_ms,
                     )
+                    for count in counts
                 )
             except BenchError as exc:
                 typer.echo(f"error: {exc}", err=True)
@@ -125,7 +130,7 @@ def register(app: typer.Typer) -> None:
                 "concurrency": plan.in_flight,
                 "warmup": warmup,
                 "latency_sagas": latency_sagas,
-                "coordinators": coordinators,
+                "coordinators": counts,
                 "participants": participants,
                 "participant_delay_ms": participant_delay_ms,
                 "amqp_url": redact(amqp_url),
