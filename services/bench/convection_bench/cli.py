@@ -7,6 +7,7 @@ command, so every other `convection` command starts as fast as before.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -30,12 +31,15 @@ def register(app: typer.Typer) -> None:
         latency_sagas: int = typer.Option(
             100, min=0, help="Sagas run one after another to measure latency."
         ),
-        coordinators: list[int] = typer.Option(
-            [1],
-            min=1,
-            help="Coordinator processes; repeat it (`--coordinators 1 --coordinators 2`) for a "
-            "Convection row per count in the same run (the floor runs the fewest orchestrators).",
-        ),
+        coordinators: Annotated[
+            list[int] | None,
+            typer.Option(
+                min=1,
+                help="Coordinator processes; repeat it (`--coordinators 1 --coordinators 2`) "
+                "for a Convection row per count in the same run (the floor runs the fewest "
+                "orchestrators); default 1.",
+            ),
+        ] = None,
         participants: int = typer.Option(1, min=1, help="Echo participant processes."),
         participant_delay_ms: float = typer.Option(
             0.0,
@@ -81,7 +85,7 @@ def register(app: typer.Typer) -> None:
             floor_system,
         )
 
-        counts = sorted(set(coordinators))
+        counts = sorted(set(coordinators or [1]))
         systems: list[System] = []
         if floor or only_floor:
             systems.append(

@@ -48,10 +48,10 @@ def trouble(exc: BaseException) -> DatabaseTrouble | None:
     """
     if isinstance(exc, OSError | ConnectionError | PoolTimeout):
         return "unavailable"
-    if isinstance(exc, asyncpg.exceptions.ConnectionDoesNotExistError):
-        return "unavailable"
     if not isinstance(exc, DBAPIError):
-        return None
+        # asyncpg's own error (`convection.pg_driver`), or SQLAlchemy's adapter's around one.
+        driver = exc if isinstance(exc, _DRIVER_ERRORS) else exc.__cause__
+        return _driver_trouble(driver) if isinstance(driver, _DRIVER_ERRORS) else None
     orig = exc.orig
     code = sqlstate(exc)
     if code in _CONFLICT_SQLSTATES:
@@ -65,6 +65,19 @@ def trouble(exc: BaseException) -> DatabaseTrouble | None:
         # asyncpg: the connection closed in the middle of an operation.
         return "unavailable"
     return None
+
+
+_DRIVER_ERRORS = (asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError)
+
+
+def _driver_trouble(exc: BaseException) -> DatabaseTrouble | None:
+    if isinstance(exc, asyncpg.PostgresError):
+        code = exc.sqlstate or ""
+        if code in _CONFLICT_SQLSTATES:
+            return "conflict"
+        return "unavailable" if code.startswith(_UNAVAILABLE_PREFIXES) else None
+    # Interface and client errors: the connection closed or broke in mid-operation.
+    return "unavailable"
 
 
 def sqlstate(exc: DBAPIError) -> str | None:

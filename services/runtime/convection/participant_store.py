@@ -35,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import utc_now
 from contracts.base import JsonObject
+from convection import pg_driver
 from convection.tracing import db_span
 
 METADATA = MetaData()
@@ -104,7 +105,7 @@ class Recall:
 _TABLE = REPLIES.name
 # One statement after the lock (so it reads with a snapshot taken once the lock is held): the
 # key's own outcome, the forward step a compensation undoes, and a forward key's tombstone.
-# Plain SQL run with exec_driver_sql: no compilation per message, asyncpg keeps it prepared.
+# Plain SQL on the driver itself (`convection.pg_driver`), prepared once per connection.
 _RECALL_SQL = """
 SELECT idempotency_key, outcome, result::text AS result, error::text AS error, FALSE AS tomb
   FROM convection_participant_replies
@@ -149,11 +150,10 @@ class Slot:
         # '' matches no row's undoes_key: no tombstone asked.
         params = (self._service, key, undoes_key or key, key if tombstone else "")
         with db_span("SELECT", _TABLE):
-            rows = (await self._connection.exec_driver_sql(_RECALL_SQL, params)).all()
+            rows = await pg_driver.fetch(self._connection, _RECALL_SQL, params)
         found: dict[str, StoredReply] = {}
         tomb = False
-        for row in rows:
-            name, outcome, result, error, is_tomb = tuple(row)
+        for name, outcome, result, error, is_tomb in rows:
             if is_tomb:
                 tomb = True
             else:
@@ -208,7 +208,7 @@ class Slot:
                 utc_now(),
             )
             with db_span("INSERT", _TABLE):
-                await self._connection.exec_driver_sql(_SAVE_SQL, params)
+                await pg_driver.fetch(self._connection, _SAVE_SQL, params)
             return
         statement = insert(REPLIES).values(
             service=self._service,
@@ -273,8 +273,8 @@ class ReplyStore:
                     return
                 async with self._connections, self._engine.begin() as connection:
                     with db_span("SELECT", "pg_advisory_xact_lock", "postgresql"):
-                        await connection.exec_driver_sql(
-                            _LOCK_SQL, (_lock_id(self._service, lock_key),)
+                        await pg_driver.fetch(
+                            connection, _LOCK_SQL, (_lock_id(self._service, lock_key),)
                         )
                     yield Slot(self._service, connection, self._engine)
         finally:

@@ -3,7 +3,8 @@
 The generic store issues a statement per table (clock, inbox, saga, steps; then saga, steps,
 history, outbox, NOTIFY), each compiled by SQLAlchemy. Here the same rows are read and written
 by two plain SQL strings, built once from the table definitions and run with
-`exec_driver_sql` (no compilation, no cache keys; asyncpg keeps them prepared):
+`convection.pg_driver` on the asyncpg connection itself (no compilation, no cache keys, no
+result metadata per call; each prepared once per connection):
 
     read   clock + inbox claim + saga row FOR UPDATE + its steps        one round trip
     write  saga row (checked by version) + changed steps + history + outbox rows, one more
@@ -40,6 +41,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from convection import pg_driver
 from coordinator.core import HistoryEntry, SagaState
 from coordinator.errors import ConcurrentUpdate
 from coordinator.store import tables as t
@@ -212,10 +214,7 @@ class HotPath:
         self, conn: AsyncConnection, message_id: str | None, saga_id: str
     ) -> Loaded:
         """Take the time, claim the message id, lock the saga and read its steps."""
-        result = await conn.exec_driver_sql(
-            _read_sql(message_id is not None), (message_id, saga_id)
-        )
-        rows = [r._mapping for r in result]
+        rows = await pg_driver.fetch(conn, _read_sql(message_id is not None), (message_id, saga_id))
         head = rows[0]
         at = head["clock_at"]
         if not head["fresh"]:
@@ -238,8 +237,7 @@ class HotPath:
 
     async def claim_start(self, conn: AsyncConnection, message_id: str, saga_id: str) -> Started:
         """Take the time, claim the StartSaga's id, and tell whether the saga exists."""
-        result = await conn.exec_driver_sql(_START_SQL, (message_id, saga_id))
-        row = result.one()._mapping
+        [row] = await pg_driver.fetch(conn, _START_SQL, (message_id, saga_id))
         return Started(row["clock_at"], bool(row["fresh"]), bool(row["known"]))
 
     async def write(
@@ -287,7 +285,7 @@ class HotPath:
         if out:
             rows = [outbox_row(m, at, available_at) for m in out]
             values.extend(_arrays(t.outbox, _OUTBOX, rows))
-        result = (await conn.exec_driver_sql(sql, tuple(values))).one()._mapping
+        [result] = await pg_driver.fetch(conn, sql, values)
         if not result["written"]:
             if previous is None:
                 return None

@@ -1,0 +1,97 @@
+"""`convection.pg_driver` on the real PostgreSQL: SQLAlchemy's transaction, dead connections.
+
+It leans on two internals of SQLAlchemy's asyncpg adapter (`_transaction`,
+`_start_transaction`); these tests fail if an upgrade moves them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from convection import pg_driver
+from convection.db import make_engine, trouble
+
+pytestmark = pytest.mark.postgres
+
+
+@pytest.fixture
+async def engine(fresh_pg_url: str) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(fresh_pg_url, pool_size=1)
+    async with engine.begin() as conn:
+        await conn.execute(text("CREATE TABLE t (n integer PRIMARY KEY)"))
+    yield engine
+    await engine.dispose()
+
+
+async def _count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int((await conn.execute(text("SELECT count(*) FROM t"))).scalar_one())
+
+
+async def test_statements_run_in_sqlalchemys_transaction(engine: AsyncEngine) -> None:
+    async with engine.begin() as conn:
+        [row] = await pg_driver.fetch(
+            conn, "INSERT INTO t VALUES ($1) RETURNING txid_current() AS tx", (1,)
+        )
+        # A SQLAlchemy statement after it joins the same transaction.
+        assert (await conn.execute(text("SELECT txid_current()"))).scalar_one() == row["tx"]
+        again = await pg_driver.fetch(conn, "SELECT txid_current() AS tx", ())
+        assert again[0]["tx"] == row["tx"]
+    assert await _count(engine) == 1
+
+    with pytest.raises(RuntimeError):
+        async with engine.begin() as conn:
+            await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (2,))
+            raise RuntimeError("rolled back")
+    assert await _count(engine) == 1
+
+
+async def test_a_statement_error_is_the_statements_and_the_connection_goes_on(
+    engine: AsyncEngine,
+) -> None:
+    with pytest.raises(asyncpg.UniqueViolationError) as caught:
+        async with engine.begin() as conn:
+            await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (1,))
+            await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (1,))
+    assert trouble(caught.value) is None  # the data's fault: not retried as an outage
+    async with engine.begin() as conn:
+        await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (3,))
+    assert await _count(engine) == 1
+
+
+async def test_a_terminated_backend_is_an_outage_and_its_connection_is_replaced(
+    engine: AsyncEngine, fresh_pg_url: str
+) -> None:
+    admin = make_engine(fresh_pg_url)
+    try:
+        with pytest.raises(Exception) as caught:
+            async with engine.begin() as conn:
+                [me] = await pg_driver.fetch(conn, "SELECT pg_backend_pid() AS pid", ())
+                async with admin.connect() as other:
+                    await other.execute(
+                        text("SELECT pg_terminate_backend(:pid)"), {"pid": me["pid"]}
+                    )
+                await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (4,))
+        assert trouble(caught.value) == "unavailable", repr(caught.value)
+        # The pool (of one) hands out a working connection again, not the dead one.
+        async with engine.begin() as conn:
+            await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (5,))
+        assert await _count(engine) == 1
+    finally:
+        await admin.dispose()
+
+
+async def test_a_serialization_failure_is_a_conflict(engine: AsyncEngine) -> None:
+    with pytest.raises(asyncpg.SerializationError) as caught:
+        async with engine.begin() as conn:
+            await pg_driver.fetch(
+                conn,
+                "DO $$ BEGIN RAISE EXCEPTION 'collided' USING ERRCODE = '40001'; END $$",
+                (),
+            )
+    assert trouble(caught.value) == "conflict"
