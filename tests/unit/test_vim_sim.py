@@ -699,3 +699,19 @@ async def test_python_m_vim_sim_refuses_bad_settings() -> None:
     _, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 2
     assert "invalid vim-sim settings: boot_seconds" in stderr.decode()
+
+
+async def test_python_m_vim_sim_exits_4_when_its_database_is_unreachable() -> None:
+    # A supervisor restarts it as it restarts the adapters; no traceback, one line saying why.
+    env = dict(os.environ) | {
+        "CONVECTION_DB_URL": "postgresql+asyncpg://postgres@127.0.0.1:1/nowhere",
+        "CONVECTION_VIM_SIM_PORT": "0",
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "vim_sim", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await asyncio.wait_for(process.communicate(), 60)
+    text = stderr.decode()
+    assert process.returncode == 4, text
+    assert "vim-sim cannot start: the database" in text and "unreachable" in text, text
+    assert "Traceback" not in text, text

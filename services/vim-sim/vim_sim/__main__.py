@@ -1,7 +1,9 @@
 """`python -m vim_sim`: serve until SIGTERM or SIGINT, then exit 0.
 
 Settings come from the environment (see `vim_sim.settings`); invalid settings exit 2 with a
-message naming each bad setting.
+message naming each bad setting; a database it cannot reach while it starts exits 4 with one
+line saying why (the codes of `convection.startup`, so a supervisor restarts it as it restarts
+the adapters).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 
 from sqlalchemy.engine import make_url
 
+from convection.startup import StartupFailure, database_failure
 from convection.tracing import setup_logging, setup_tracing
 from vim_sim.errors import SettingsError
 from vim_sim.runner import VimSimulator
@@ -27,10 +30,21 @@ async def serve(settings: VimSimSettings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    async with VimSimulator(settings) as simulator:
-        _log.info("vim-sim listening on %s (database %s)", simulator.url, _safe(settings.db_url))
+    simulator = VimSimulator(settings)
+    try:
+        # start() cleans up after itself when it fails.
+        url = await simulator.start()
+    except Exception as exc:
+        failure = database_failure(exc, settings.db_url)
+        if failure is None:
+            raise
+        raise failure from exc
+    try:
+        _log.info("vim-sim listening on %s (database %s)", url, _safe(settings.db_url))
         await stop.wait()
         _log.info("vim-sim stopping")
+    finally:
+        await simulator.stop()
 
 
 def _safe(url: str) -> str:
@@ -48,6 +62,9 @@ def main() -> int:
     tracing = setup_tracing("vim-sim")
     try:
         asyncio.run(serve(settings))
+    except StartupFailure as exc:
+        _log.error("vim-sim cannot start: %s", exc)
+        return exc.code
     finally:
         # Spans still in the batch processor are lost unless the provider is shut down.
         tracing.shutdown()
