@@ -44,20 +44,26 @@ async def test_statements_run_in_sqlalchemys_transaction(engine: AsyncEngine) ->
         assert again[0]["tx"] == row["tx"]
     assert await _count(engine) == 1
 
-    with pytest.raises(RuntimeError):
+    async def insert_then_fail() -> None:
         async with engine.begin() as conn:
             await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (2,))
             raise RuntimeError("rolled back")
+
+    with pytest.raises(RuntimeError):
+        await insert_then_fail()
     assert await _count(engine) == 1
 
 
 async def test_a_statement_error_is_the_statements_and_the_connection_goes_on(
     engine: AsyncEngine,
 ) -> None:
-    with pytest.raises(asyncpg.UniqueViolationError) as caught:
+    async def insert_twice() -> None:
         async with engine.begin() as conn:
             await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (1,))
             await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (1,))
+
+    with pytest.raises(asyncpg.UniqueViolationError) as caught:
+        await insert_twice()
     assert trouble(caught.value) is None  # the data's fault: not retried as an outage
     async with engine.begin() as conn:
         await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (3,))
@@ -68,15 +74,17 @@ async def test_a_terminated_backend_is_an_outage_and_its_connection_is_replaced(
     engine: AsyncEngine, fresh_pg_url: str
 ) -> None:
     admin = make_engine(fresh_pg_url)
+
+    async def insert_after_the_backend_is_terminated() -> None:
+        async with engine.begin() as conn:
+            [me] = await pg_driver.fetch(conn, "SELECT pg_backend_pid() AS pid", ())
+            async with admin.connect() as other:
+                await other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": me["pid"]})
+            await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (4,))
+
     try:
         with pytest.raises(Exception) as caught:
-            async with engine.begin() as conn:
-                [me] = await pg_driver.fetch(conn, "SELECT pg_backend_pid() AS pid", ())
-                async with admin.connect() as other:
-                    await other.execute(
-                        text("SELECT pg_terminate_backend(:pid)"), {"pid": me["pid"]}
-                    )
-                await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (4,))
+            await insert_after_the_backend_is_terminated()
         assert trouble(caught.value) == "unavailable", repr(caught.value)
         # The pool (of one) hands out a working connection again, not the dead one.
         async with engine.begin() as conn:
