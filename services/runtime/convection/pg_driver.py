@@ -21,7 +21,7 @@ lock file and checked by tests/integration/test_pg_driver.py, which fails if the
 from __future__ import annotations
 
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
@@ -31,6 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 _PREPARED: weakref.WeakKeyDictionary[asyncpg.Connection, dict[str, PreparedStatement]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+_COUNTERS: list[Callable[[], None]] = []
+
+
+def count_statements(counter: Callable[[], None]) -> None:
+    """Call `counter` for every statement run here (`convection.run_stats`, for the bench)."""
+    _COUNTERS.append(counter)
 
 
 async def _statement(driver: asyncpg.Connection, sql: str) -> PreparedStatement:
@@ -43,6 +51,8 @@ async def _statement(driver: asyncpg.Connection, sql: str) -> PreparedStatement:
 
 async def fetch(conn: AsyncConnection, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
     """Run `sql` with positional `args` ($1, $2...) in `conn`'s transaction; return its rows."""
+    for counter in _COUNTERS:
+        counter()
     fairy = await conn.get_raw_connection()
     driver: asyncpg.Connection = fairy.driver_connection
     try:

@@ -2,8 +2,9 @@
 
 The bench sets `CONVECTION_BENCH_STATS_FILE` to a path per process; a coordinator or
 participant started with it counts its database statements (each round trip the driver makes
-for SQLAlchemy, an executemany counting once) and transactions (commits and rollbacks), and
-writes them with its transport's message counts, as one JSON object, when it stops:
+for SQLAlchemy, an executemany counting once, and each of `convection.pg_driver`'s) and
+transactions (commits and rollbacks), and writes them with its transport's message counts, as
+one JSON object, when it stops:
 
     {"db_statements": n, "db_transactions": n, "messages_published": n, "messages_consumed": n}
 
@@ -48,8 +49,12 @@ class RunStats:
         from sqlalchemy import event
         from sqlalchemy.engine import Engine
 
+        from convection import pg_driver
+
         # On the class, not one engine: a process may make several, and this is opt-in.
         event.listen(Engine, "before_cursor_execute", self._statement)
+        # The message path's statements bypass SQLAlchemy's events.
+        pg_driver.count_statements(self._statement)
         event.listen(Engine, "commit", self._transaction)
         event.listen(Engine, "rollback", self._transaction)
 
