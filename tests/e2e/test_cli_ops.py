@@ -270,6 +270,27 @@ async def test_q_quits_top(rig: Rig) -> None:
         os.close(primary)
 
 
+async def test_ctrl_c_quits_top_wherever_it_lands(rig: Rig) -> None:
+    # Refreshing every 0.1 s, most signals land while a frame is being fetched, where
+    # asyncio.run's own SIGINT handler used to swallow them; a few rounds, at varied moments.
+    for delay in (0.35, 0.8, 1.3):
+        primary, proc = await _in_a_terminal(rig, "top", "--interval", "0.1")
+        try:
+            screen = await asyncio.to_thread(_read_until, primary, rb"q quits", 45)
+            assert b"q quits" in screen, screen[-2000:]
+            await asyncio.sleep(delay)
+            proc.send_signal(signal.SIGINT)
+            drained = asyncio.create_task(asyncio.to_thread(_read_until, primary, rb"$^", 20))
+            code = await asyncio.wait_for(proc.wait(), timeout=20)
+            await drained
+            assert code == 0, f"after {delay}s"
+        finally:
+            if proc.returncode is None:
+                proc.kill()
+                await proc.wait()
+            os.close(primary)
+
+
 async def test_start_wait_shows_progress_on_a_terminal(rig: Rig, tmp_path: Path) -> None:
     rig.hold.add("wait-tty")
     data = tmp_path / "ns.json"

@@ -144,7 +144,7 @@ async def test_replicas_share_200_sagas_without_double_transitions(
 
         async def all_marked_sent() -> bool:
             # A confirmed row is marked sent a moment later (the relay gathers its marks).
-            return await db.scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0
+            return bool(await db.scalar("SELECT count(*) FROM outbox WHERE sent_at IS NULL") == 0)
 
         await eventually(all_marked_sent, within=30, every=0.2)
         assert (
