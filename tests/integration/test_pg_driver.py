@@ -103,3 +103,23 @@ async def test_a_serialization_failure_is_a_conflict(engine: AsyncEngine) -> Non
                 (),
             )
     assert trouble(caught.value) == "conflict"
+
+
+async def test_a_connection_returned_inside_a_transaction_is_discarded_not_reused(
+    engine: AsyncEngine, fresh_pg_url: str
+) -> None:
+    # A task cancelled while asyncpg was beginning a transaction can leave the driver inside
+    # it with SQLAlchemy unaware (sqlalchemy#13381). Reused, the next transaction would be
+    # a savepoint inside that one: its "commit" would commit nothing.
+    async with engine.connect() as conn:
+        fairy = await conn.get_raw_connection()
+        await fairy.driver_connection.transaction().start()
+    async with engine.begin() as conn:
+        await conn.execute(text("INSERT INTO t VALUES (7)"))
+    other = make_engine(fresh_pg_url)
+    try:
+        async with other.connect() as conn:
+            seen = (await conn.execute(text("SELECT count(*) FROM t WHERE n = 7"))).scalar_one()
+    finally:
+        await other.dispose()
+    assert seen == 1

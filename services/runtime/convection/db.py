@@ -5,12 +5,13 @@ Dialect quirks live here and only here, so the rest of the code is the same on b
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 import asyncpg
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -18,6 +19,8 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+
+_log = logging.getLogger(__name__)
 
 
 def normalise_url(url: str) -> str:
@@ -135,7 +138,25 @@ def make_engine(
     kwargs["pool_size"] = pool_size
     kwargs["max_overflow"] = pool_size
     kwargs["pool_pre_ping"] = pre_ping
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    event.listen(engine.sync_engine.pool, "checkout", _refuse_open_transaction)
+    return engine
+
+
+def _refuse_open_transaction(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
+    """Discard a pooled connection still inside a transaction SQLAlchemy does not know of.
+
+    A task cancelled while asyncpg was beginning a transaction can leave the driver inside it
+    with SQLAlchemy unaware (sqlalchemy#13381). Reused, every later transaction on it would
+    be a savepoint of that one, and its commit would commit nothing. Raising
+    DisconnectionError makes the pool close it and hand out another.
+    """
+    driver = getattr(dbapi_conn, "driver_connection", None)
+    if driver is None or getattr(dbapi_conn, "_transaction", None) is not None:
+        return
+    if driver.is_in_transaction() or getattr(driver, "_top_xact", None) is not None:
+        _log.warning("discarding a pooled database connection left inside a transaction")
+        raise DisconnectionError("pooled connection inside a transaction nobody owns")
 
 
 def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
