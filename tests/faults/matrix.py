@@ -262,12 +262,20 @@ class World(Stack):
         return seen
 
     async def checked(
-        self, expect: Mapping[str, str], *, within: float = 300, quiet: float = 3.0
+        self,
+        expect: Mapping[str, str],
+        *,
+        within: float = 300,
+        quiet: float = 3.0,
+        dead_letters: bool = False,
     ) -> CheckReport:
         """Wait for the sagas to end as `expect` says, let things settle, run the checker.
 
         Prints the checker's figures (a CI log shows them) and fails, with the figures in
-        the message, unless every saga ended as expected and every figure is zero.
+        the message, unless every saga ended as expected and every figure is zero. Unless
+        `dead_letters` says the scenario sends bad messages, nothing may have been
+        dead-lettered at all: under an outage a valid message dead-lettered with a reason
+        (`handler_crashed`, `delivery_limit`) is as lost as one without.
         """
         ended = await self.settle(expect, within)
         # Unsent outbox rows and dead letters settle after the sagas' last transactions.
@@ -282,6 +290,9 @@ class World(Stack):
         wrong = {k: (ended.get(k), v) for k, v in expect.items() if ended.get(k) != v}
         assert not wrong, f"sagas ended otherwise (got, expected): {wrong}\n{report.render()}"
         report.assert_clean()
+        if not dead_letters:
+            collected = report.info.get("dead_letters")
+            assert not collected, f"valid messages dead-lettered: {collected}\n{report.render()}"
         return report
 
     async def _outbox_empty(self) -> bool:

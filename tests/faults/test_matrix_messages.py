@@ -110,7 +110,7 @@ async def test_duplicate_reordered_and_late_replies(scene: World) -> None:
     await asyncio.sleep(10)
     assert await _footprint(w) == before, "a late reply changed a finished saga"
     print(f"\nreplies sent: {in_flight} in flight, {late} late")
-    await w.checked(expect)
+    await w.checked(expect, dead_letters=True)
 
 
 def _command(action: str, payload: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -167,4 +167,4 @@ async def test_poison_commands_are_dead_lettered_with_a_reason(scene: World) -> 
     print(f"dead letters: {[tuple(r) for r in rows]}")
     assert len(rows) == total, rows
     assert {r["queue"] for r in rows} == {"convection.commands.ro", "convection.commands.lcm"}
-    await w.checked(expect)
+    await w.checked(expect, dead_letters=True)

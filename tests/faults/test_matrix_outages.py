@@ -49,8 +49,10 @@ async def test_frozen_coordinator_hands_its_work_over(scene: World) -> None:
     w.group.freeze("c1")
     began = time.monotonic()
     try:
-        # Every saga ends while c1 is still frozen: whatever it held was handed over.
-        await w.settle(expect, within=300)
+        # Every saga ends while c1 is still frozen: whatever it held was handed over, within
+        # the documented bound (docs/architecture.md: about 40 s) and the sagas' own time; the
+        # broker's default 60 s heartbeat took 170 s here.
+        await w.settle(expect, within=120)
         print(f"\nall sagas ended {elapsed(began)} after c1 froze")
     finally:
         w.group.thaw("c1")

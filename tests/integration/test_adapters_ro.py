@@ -126,6 +126,39 @@ async def test_quota_exceeded_on_the_last_vdu_then_compensation(
     assert result_of(undone)["server_ids"] == []
 
 
+async def test_a_step_whose_own_clean_up_failed_is_not_a_final_failure(
+    env: tuple[Transport, VimSimulator],
+) -> None:
+    # The quota runs out on the third VM and the VIM refuses to delete the two made, so the
+    # step cannot prove it left nothing: `failed` would tell the coordinator there is nothing
+    # to compensate. It answers retryable and uncertain, so the step is compensated if it
+    # never succeeds, and a compensation then deletes what is left.
+    transport, sim = env
+    saga = uuid.uuid4().hex
+    vdus = [ro.VduSpec(name="big", image="debian-12", flavor="m1.xlarge", count=3)]
+    key = f"{saga}/vdus"
+    await admin(sim, "POST", "/admin/faults", {"fail_operations": ["delete_server"], "status": 503})
+    reply = await call(
+        transport,
+        ro.DeployVdus(vim=target(sim), ns_id="ns-c", vnf="v", vdus=vdus),
+        saga_id=saga,
+        key=key,
+    )
+    await admin(sim, "DELETE", "/admin/faults")
+    assert (reply.outcome, reply.error.code, reply.uncertain) == (
+        "retryable",
+        "cleanup_failed",
+        True,
+    )
+    assert len((await admin(sim, "GET", f"/admin/resources?saga_id={saga}"))["servers"]) == 2
+    undo = ro.DeleteVdus(vim=target(sim), ns_id="ns-c", server_ids=[])
+    undone = await call(
+        transport, undo, saga_id=saga, key=f"{key}/undo", compensation=True, undoes_key=key
+    )
+    assert undone.outcome == "succeeded"
+    assert (await admin(sim, "GET", f"/admin/resources?saga_id={saga}"))["servers"] == []
+
+
 async def test_business_and_transient_failures(env: tuple[Transport, VimSimulator]) -> None:
     transport, sim = env
     vdus = [ro.VduSpec(name="x", image="windows-95", flavor="m1.tiny")]

@@ -11,9 +11,16 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from contracts import ErrorInfo, encode, reply_to, vim
-from contracts.topology import COMMANDS_EXCHANGE, REASON_HEADER, command_queue, dead_letter_queue
+from contracts.topology import (
+    COMMANDS_EXCHANGE,
+    DELIVERY_LIMIT,
+    REASON_HEADER,
+    command_queue,
+    dead_letter_queue,
+)
 from convection import Participant, StepContext, StepFailed, StepRetryable, handles
-from convection.db import make_engine
+from convection.db import make_engine, trouble
+from convection.outage import Outage
 from convection.participant import final_reply_id
 from convection.transport import MemoryBroker, Transport
 from tests.integration.adapter_support import (
@@ -261,22 +268,31 @@ async def test_reply_continues_the_commands_trace(setup: tuple[Transport, Handle
         assert delivery.headers["traceparent"].split("-")[1] == parent.split("-")[1]
 
 
-async def test_a_database_outage_holds_the_delivery_until_it_ends(
-    setup: tuple[Transport, Handlers],
-) -> None:
-    # The handler's database drops its connection three times, then answers: the command is
-    # kept in hand (no retryable reply, no dead letter, no delivery spent) and then succeeds.
-    transport, handlers = setup
+async def test_a_database_outage_holds_the_delivery_until_it_ends(engine: AsyncEngine) -> None:
+    # The handler's database drops its connection more often than the queue's delivery limit,
+    # then answers: the command is kept in hand (no retryable reply, no dead letter, no
+    # delivery spent: requeued instead, it would be dead-lettered) and then succeeds.
+    handlers = Handlers()
     handlers.outages = [
         DBAPIError("SELECT 1", None, OSError("connection reset"), connection_invalidated=True)
-        for _ in range(3)
+        for _ in range(DELIVERY_LIMIT + 2)
     ]
-    cmd = command(GET)
-    await send(transport, cmd)
-    reply = await next_reply(transport)
-    assert reply.outcome == "succeeded", reply
-    assert handlers.runs == [cmd.idempotency_key] * 4
-    assert await transport.get(VIM_DEAD) is None
+    async with connected("memory://", MemoryBroker()) as transport:
+        participant = Participant("vim", transport=transport, db_engine=engine, handlers=[handlers])
+        # The backoff shortened, so a dozen outages take a moment, not minutes.
+        participant.database = Outage(
+            "vim's database", lambda exc: trouble(exc) is not None, initial=0.005, maximum=0.01
+        )
+        await participant.start()
+        try:
+            cmd = command(GET)
+            await send(transport, cmd)
+            reply = await next_reply(transport)
+            assert reply.outcome == "succeeded", reply
+            assert handlers.runs == [cmd.idempotency_key] * (DELIVERY_LIMIT + 3)
+            assert await transport.get(VIM_DEAD) is None
+        finally:
+            await participant.stop()
 
 
 async def test_a_command_from_another_broker_user_than_the_coordinator_is_refused(
