@@ -18,17 +18,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncConnection
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception_type,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from contracts import ErrorInfo, Reply, StartSaga
 from convection.failpoints import NONE as NO_FAILPOINTS
@@ -47,13 +39,11 @@ from coordinator.core import (
     message_id,
 )
 from coordinator.errors import (
-    Conflict,
     DefinitionMissing,
     InvalidInput,
     StartRejected,
-    StoreUnavailable,
 )
-from coordinator.failpoints import BEFORE_COMMIT, COMPENSATING
+from coordinator.failpoints import COMPENSATING
 from coordinator.metrics import Metrics
 from coordinator.outcome import Outcome, rejected
 from coordinator.senders import Senders
@@ -61,33 +51,17 @@ from coordinator.start_input import same_start, sealed_input
 from coordinator.store import OutboxMessage, OutboxRow, Store
 from coordinator.store.hot import HANDOFF_LEASE
 from coordinator.trace import new_trace_id
+from coordinator.transactions import Transactions, Unit
 
 logger = logging.getLogger(__name__)
-
-_UNTIMED = datetime.min.replace(tzinfo=UTC)
-"""The time of a unit whose first statement (the hot path's read) takes the clock itself."""
-
-
-@dataclass
-class _Unit:
-    conn: AsyncConnection
-    at: datetime
-    queued: int = 0
-    handed: list[OutboxRow] = field(default_factory=list)
-    """Outbox rows to hand to the relay once the unit committed (the hot path's)."""
-    changes: list[tuple[SagaState | None, SagaState]] = field(default_factory=list)
-    """What each applied decision changed, counted in the metrics once it committed."""
-    parked: int = 0
-
 
 Check = Callable[[SagaState], Outcome | None]
 """Looks at the saga before the event is fed; an Outcome (rejected) stops there."""
 AfterHook = Callable[[AsyncConnection, SagaState], Awaitable[None]]
 """Runs in the same transaction once the decision is written."""
-_RETRIED = (Conflict, StoreUnavailable)
 
 
-class Processor:
+class Processor(Transactions):
     """Runs events through `decide()` inside transactions and writes what it decided."""
 
     def __init__(
@@ -102,16 +76,21 @@ class Processor:
         failpoints: Failpoints = NO_FAILPOINTS,
         seal: Callable[[str], str] | None = None,
         senders: Senders | None = None,
+        group: tuple[int, int] | None = None,
     ) -> None:
-        self.store = store
+        """`group=(lanes, most)` turns on group commit for starts and replies (group_commit)."""
+        super().__init__(
+            store=store,
+            metrics=metrics,
+            on_commit=on_commit,
+            hand_off=hand_off,
+            max_attempts=max_attempts,
+            failpoints=failpoints,
+            group=group,
+        )
         self.senders = senders
         self.engine = engine
-        self.metrics = metrics
-        self.failpoints = failpoints
         self._seal = seal
-        self._on_commit = on_commit
-        self._hand_off = hand_off
-        self._max_attempts = max_attempts
 
     async def start_saga(
         self, msg: StartSaga, *, trace_id: str | None = None, requested_by: str = "amqp"
@@ -120,7 +99,7 @@ class Processor:
         # No saga id: derive one from the message id, so a redelivery finds the same saga.
         saga_id = msg.saga_id or message_id("saga", msg.message_id)
 
-        async def body(u: _Unit) -> Outcome:
+        async def body(u: Unit) -> Outcome:
             claimed = await self.store.claim_start(u.conn, msg.message_id, saga_id)
             u.at = claimed.at
             if not claimed.fresh:
@@ -149,7 +128,7 @@ class Processor:
                 return Outcome("duplicate", saga_id, note="the saga exists")
             return Outcome("applied", saga_id, state.status)
 
-        return await self._run(body, timed=False)
+        return await self._run(body, timed=False, group=saga_id)
 
     async def feed(
         self,
@@ -160,6 +139,7 @@ class Processor:
         skip_locked: bool = False,
         check: Check | None = None,
         after: AfterHook | None = None,
+        grouped: bool = False,
     ) -> Outcome:
         """Feed one event (built at the database time) to one saga, in one transaction.
 
@@ -170,9 +150,10 @@ class Processor:
             skip_locked: Skip the saga if another transaction holds it (timers).
             check: Looks at the saga first; returning an Outcome stops there.
             after: Runs in the same transaction once the decision is written.
+            grouped: May share a transaction with other messages (group commit).
         """
 
-        async def body(u: _Unit) -> Outcome:
+        async def body(u: Unit) -> Outcome:
             loaded = await self.store.claim_and_lock(
                 u.conn, message_id, saga_id, skip_locked=skip_locked
             )
@@ -200,10 +181,10 @@ class Processor:
                 await after(u.conn, new)
             return Outcome(decision.verdict, saga_id, new.status, note=decision.note)
 
-        return await self._run(body, timed=False)
+        return await self._run(body, timed=False, group=saga_id if grouped else None)
 
     async def _existing_start(
-        self, u: _Unit, msg: StartSaga, existing: SagaState, trace_id: str | None
+        self, u: Unit, msg: StartSaga, existing: SagaState, trace_id: str | None
     ) -> Outcome:
         """A StartSaga for a saga id that exists: the same start again, or a conflict."""
         if same_start(self.engine.registry, existing, msg):
@@ -221,7 +202,7 @@ class Processor:
     async def feed_parked(self, saga_id: str) -> Outcome:
         """Feed a parked saga's kept events, if this coordinator has its version now."""
 
-        async def body(u: _Unit) -> Outcome:
+        async def body(u: Unit) -> Outcome:
             found = await self.store.load_parked(u.conn, saga_id, lock=True, skip_locked=True)
             if found is None or found[1] is None or not self.engine.knows(found[0]):
                 return Outcome("skipped", saga_id)
@@ -250,60 +231,13 @@ class Processor:
             lambda at: StepReplied(at=at, reply=reply),
             message_id=reply.message_id,
             check=check,
+            grouped=True,
         )
-
-    # -- the transaction --------------------------------------------------------------------
-
-    async def _run(
-        self, body: Callable[[_Unit], Awaitable[Outcome]], *, timed: bool = True
-    ) -> Outcome:
-        """Run `body` in a transaction, retried on conflicts; `timed=False`: it takes the clock."""
-        try:
-            return await self._once(body, timed)
-        except _RETRIED as exc:
-            self._retrying_after(1, exc)
-        # Only a failed first attempt pays for the retry machinery.
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self._max_attempts - 1),
-            wait=wait_exponential_jitter(multiplier=0.02, max=1.0, jitter=0.05),
-            retry=retry_if_exception_type(_RETRIED),
-            before_sleep=self._log_retry,
-            reraise=True,
-        )
-        async for attempt in retrying:
-            with attempt:
-                return await self._once(body, timed)
-        raise AssertionError("unreachable: tenacity reraises the last error")
-
-    async def _once(self, body: Callable[[_Unit], Awaitable[Outcome]], timed: bool) -> Outcome:
-        async with self.store.transaction() as conn:
-            unit = _Unit(conn, await self.store.now(conn) if timed else _UNTIMED)
-            outcome = await body(unit)
-            if unit.changes:
-                self.failpoints.hit(BEFORE_COMMIT)
-        if unit.handed and self._hand_off is not None:
-            await self._hand_off(unit.handed)
-        # Counted after the commit: a transaction retried after a conflict counts once.
-        for previous, state in unit.changes:
-            self.metrics.record(previous, state)
-        if unit.parked:
-            self.metrics.parked.inc(unit.parked)
-        if unit.queued:
-            self._on_commit()
-        return outcome
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        self._retrying_after(state.attempt_number + 1, exc)
-
-    def _retrying_after(self, attempt: int, exc: BaseException | None) -> None:
-        self.metrics.transaction_retries.inc()
-        logger.warning("transaction attempt %d failed: %s; retrying", attempt, exc)
 
     # -- parking ----------------------------------------------------------------------------
 
     async def _park(
-        self, u: _Unit, state: SagaState, event: Event, message_id: str | None, *, first: bool
+        self, u: Unit, state: SagaState, event: Event, message_id: str | None, *, first: bool
     ) -> Outcome:
         # Never guess at a definition: keep the event, untouched, for a coordinator that has it.
         reason = DefinitionMissing(state.saga_type, state.definition_version).reason
@@ -317,7 +251,7 @@ class Processor:
         u.parked += 1
         return Outcome("parked", state.saga_id, state.status, note=reason)
 
-    async def _feed_parked(self, u: _Unit, state: SagaState) -> SagaState:
+    async def _feed_parked(self, u: Unit, state: SagaState) -> SagaState:
         # What was kept happened before whatever arrives now: feed it first, in order.
         kept = await self.store.parked_events(u.conn, state.saga_id)
         for row in kept:
@@ -334,7 +268,7 @@ class Processor:
 
     # -- applying a decision ----------------------------------------------------------------
 
-    async def _apply(self, u: _Unit, previous: SagaState, decision: Decision) -> SagaState:
+    async def _apply(self, u: Unit, previous: SagaState, decision: Decision) -> SagaState:
         state = decision.state
         if decision.verdict == "ignored":
             return state
@@ -347,7 +281,7 @@ class Processor:
         return written
 
     async def _written(
-        self, u: _Unit, previous: SagaState | None, decision: Decision
+        self, u: Unit, previous: SagaState | None, decision: Decision
     ) -> SagaState | None:
         """Write the saga row (new, or over `previous`) and what goes with it; None: id taken."""
         state = decision.state
@@ -374,10 +308,10 @@ class Processor:
             await self._release(u, state)
         return state
 
-    async def _feed(self, u: _Unit, state: SagaState, event: Event) -> SagaState:
+    async def _feed(self, u: Unit, state: SagaState, event: Event) -> SagaState:
         return await self._apply(u, state, self.engine.decide(state, event))
 
-    async def _enqueue(self, u: _Unit, messages: Iterable[OutboxMessage]) -> None:
+    async def _enqueue(self, u: Unit, messages: Iterable[OutboxMessage]) -> None:
         u.queued += await self.store.add_outbox(u.conn, messages, u.at)
 
     @staticmethod
@@ -386,12 +320,12 @@ class Processor:
         out.extend(outgoing.event_message(state, ev) for ev in decision.events)
         return out
 
-    async def _acquire(self, u: _Unit, state: SagaState, resources: tuple[str, ...]) -> SagaState:
+    async def _acquire(self, u: Unit, state: SagaState, resources: tuple[str, ...]) -> SagaState:
         saga = self.engine.registry.get(state.saga_type, state.definition_version)
         assert saga is not None, "decide() ran, so the definition is loaded"
         event, cancels = await lock_table.acquire(self.store, u.conn, saga, state, resources, u.at)
         await self._enqueue(u, cancels)
         return await self._feed(u, state, event)
 
-    async def _release(self, u: _Unit, state: SagaState) -> None:
+    async def _release(self, u: Unit, state: SagaState) -> None:
         await self._enqueue(u, await lock_table.release(self.store, u.conn, state))

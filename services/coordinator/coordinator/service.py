@@ -248,6 +248,7 @@ class Coordinator:
                 failpoints=failpoints,
                 seal=seal,
                 senders=self._senders(),
+                group=(s.group_lanes, s.group_commit) if s.group_commit > 1 else None,
             )
             self._operations = Operations(self._processor, self.registry)
             self._timers = Timers(

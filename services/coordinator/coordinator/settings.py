@@ -20,6 +20,20 @@ class CoordinatorSettings(BaseSettings):
     amqp_url: str = Field(description="amqp://user:password@host:port/vhost, or memory://")
     db_url: str = Field(description="postgresql+asyncpg://... or sqlite+aiosqlite:///path")
     prefetch: int = Field(default=32, ge=1, le=10_000)
+    group_commit: int = Field(
+        default=16,
+        ge=1,
+        le=1000,
+        description="most starts and replies that share one transaction when they arrive "
+        "while others are being written (group commit); 1 writes each in its own",
+    )
+    group_lanes: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="group transactions in flight at once (keep it below db_pool_size: the "
+        "relay and the timers need connections too)",
+    )
     outbox_batch: int = Field(default=100, ge=1, le=10_000)
     outbox_poll_interval: float = Field(default=1.0, gt=0, le=60)
     outbox_max_attempts: int = Field(default=10, ge=1)
