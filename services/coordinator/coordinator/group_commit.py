@@ -65,7 +65,7 @@ class GroupCommit(Generic[W, R]):
         self._busy = 0
         self._tasks: set[asyncio.Task[None]] = set()
         self.groups = 0
-        """Transactions that committed more than one work (for tests and the bench)."""
+        """Transactions that committed more than one work (what the tests look at)."""
         self.replayed = 0
         """Groups rolled back and run again one work at a time."""
 

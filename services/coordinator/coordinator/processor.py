@@ -1,4 +1,4 @@
-"""One transaction per event, as docs/architecture.md draws it, and applying a Decision.
+"""One transaction per event (or per group of them, `group_commit`), and applying a Decision.
 
     BEGIN; insert inbox(message_id) or stop (a duplicate); SELECT saga FOR UPDATE;
     decide(); write saga, steps, history, outbox (and lock rows); COMMIT.
