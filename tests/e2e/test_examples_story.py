@@ -50,6 +50,17 @@ async def _listening(port: int, within: float = 60.0) -> None:
             return
 
 
+async def _started(log: Path, process: asyncio.subprocess.Process, within: float = 120) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while "coordinator started" not in log.read_text():
+        if process.returncode is not None:
+            pytest.fail(f"the coordinator exited with {process.returncode}:\n{_logs(log.parent)}")
+        if loop.time() > deadline:
+            pytest.fail(f"the coordinator did not start in {within:.0f} s:\n{_logs(log.parent)}")
+        await asyncio.sleep(0.2)
+
+
 def _logs(folder: Path) -> str:
     return "\n".join(p.name + ":\n" + p.read_text()[-2000:] for p in folder.glob("*.log"))
 
@@ -91,20 +102,13 @@ async def test_examples_published_in_order_give_the_documented_outcomes(
     await _listening(sim_port)
     connection = await aio_pika.connect_robust(fresh_amqp_url)
     try:
+        # The coordinator logs "coordinator started" only once it declared and bound its queues
+        # and consumes them, so the first StartSaga is routed. A queue's consumer count is no
+        # such signal: in one CI run, under the full suite's load, it stayed 0 for a minute.
+        await _started(tmp_path / "coordinator.log", procs[SERVICES.index("coordinator")])
         channel = await connection.channel()
-        # Declared by the services at start; wait until the coordinator consumes its queue (it
-        # declares and binds everything first), so the first StartSaga is routed.
-        for _ in range(120):
-            try:
-                events = await channel.get_exchange(topology.EVENTS_EXCHANGE, ensure=True)
-                queue = await channel.declare_queue(topology.COORDINATOR_SAGAS_QUEUE, passive=True)
-                if queue.declaration_result.consumer_count:
-                    break
-            except aio_pika.exceptions.ChannelClosed:
-                channel = await connection.channel()
-            await asyncio.sleep(0.5)
-        else:
-            pytest.fail(f"the coordinator never consumed its queue:\n{_logs(tmp_path)}")
+        events = await channel.get_exchange(topology.EVENTS_EXCHANGE, ensure=True)
+        await channel.declare_queue(topology.COORDINATOR_SAGAS_QUEUE, passive=True)
         watch = await channel.declare_queue(exclusive=True)
         await watch.bind(events, "saga.#")
         sagas = await channel.get_exchange(topology.SAGAS_EXCHANGE)
