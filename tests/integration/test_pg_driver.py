@@ -123,3 +123,32 @@ async def test_a_connection_returned_inside_a_transaction_is_discarded_not_reuse
     finally:
         await other.dispose()
     assert seen == 1
+
+
+async def test_a_statement_is_prepared_once_per_connection_under_a_name(
+    engine: AsyncEngine,
+) -> None:
+    # Unnamed, PostgreSQL would parse and plan it again at every call.
+    sql = "SELECT count(*) AS n FROM t WHERE n > $1"
+    async with engine.begin() as conn:
+        for _ in range(3):
+            await pg_driver.fetch(conn, sql, (0,))
+        found = await pg_driver.fetch(
+            conn, "SELECT name FROM pg_prepared_statements WHERE statement = $1", (sql,)
+        )
+    assert [row["name"] for row in found] == [found[0]["name"]]
+    assert found[0]["name"].startswith("convection_")
+
+
+async def test_named_statements_can_be_turned_off(
+    engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(pg_driver, "_NAMED", False)
+    sql = "SELECT count(*) AS n FROM t WHERE n < $1"
+    async with engine.begin() as conn:
+        [row] = await pg_driver.fetch(conn, sql, (5,))
+        assert row["n"] == 0
+        found = await pg_driver.fetch(
+            conn, "SELECT count(*) AS n FROM pg_prepared_statements WHERE statement = $1", (sql,)
+        )
+    assert found[0]["n"] == 0

@@ -65,6 +65,14 @@ def register(app: typer.Typer) -> None:
         rss_every: float | None = typer.Option(
             None, min=0.1, help="Sample each process's RSS this often (seconds) while it runs."
         ),
+        logs: Annotated[
+            Path | None,
+            typer.Option(
+                file_okay=False,
+                help="Keep every process's log here, in a folder per system (default: kept "
+                "only when a run fails).",
+            ),
+        ] = None,
     ) -> None:
         """Benchmark sagas of S remote no-op steps against real RabbitMQ and PostgreSQL."""
         import asyncio
@@ -111,6 +119,7 @@ def register(app: typer.Typer) -> None:
             latency_sagas=latency_sagas,
             concurrency=concurrency,
             rss_every=rss_every,
+            logs=logs,
         )
         ui = Ui()
         # The libraries log connection failures themselves; BenchError says it once, with a fix.

@@ -54,6 +54,8 @@ class Plan:
     ready_timeout: float = 120.0
     rss_every: float | None = None
     """Seconds between two samples of each process's RSS in the throughput phase (None: no)."""
+    logs: Path | None = None
+    """A folder where each system's process logs are kept (None: kept only when a run fails)."""
 
     @property
     def in_flight(self) -> int:
@@ -228,7 +230,12 @@ class _Measured:
 async def run_system(system: System, plan: Plan, base: Endpoints, ui: Ui) -> SystemFigures:
     """Run the whole benchmark for one system; processes and resources are always cleaned up."""
     slug = _slug(system.name)
-    workdir = Path(tempfile.mkdtemp(prefix=f"bench-{slug}-"))
+    if plan.logs is not None:
+        workdir = plan.logs / slug
+        shutil.rmtree(workdir, ignore_errors=True)
+        workdir.mkdir(parents=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix=f"bench-{slug}-"))
     fleet: Fleet | None = None
     try:
         async with AsyncExitStack() as stack:
@@ -284,9 +291,13 @@ async def run_system(system: System, plan: Plan, base: Endpoints, ui: Ui) -> Sys
         raise
     except BaseException:
         # Interrupted: nothing went wrong that the logs could explain.
-        shutil.rmtree(workdir, ignore_errors=True)
+        if plan.logs is None:
+            shutil.rmtree(workdir, ignore_errors=True)
         raise
-    shutil.rmtree(workdir, ignore_errors=True)
+    if plan.logs is None:
+        shutil.rmtree(workdir, ignore_errors=True)
+    else:
+        ui.note(f"{system.name}: process logs in {workdir}")
     return figures
 
 
@@ -301,6 +312,12 @@ def _figures(system: System, plan: Plan, fleet: Fleet, m: _Measured) -> SystemFi
     total = sum((s for s in stats if s is not None), Counters()) if not notes else None
     if not m.settled:
         notes.append("backends were still connected at the end: transactions may be undercounted")
+    polled = sum(s.outbox_polled for s in stats if s is not None)
+    if polled:
+        notes.append(
+            f"{polled} outbox rows were sent by a polling relay, not handed off at commit "
+            "(a hand-off outlived its lease): most of them went out twice"
+        )
 
     def per_step(value: int | None) -> float | None:
         return value / steps_run if value is not None else None

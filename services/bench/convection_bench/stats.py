@@ -5,6 +5,8 @@ finishes its work in flight and writes one JSON object there before it exits:
 
     {"db_statements": n, "db_transactions": n, "messages_published": n, "messages_consumed": n}
 
+(and a coordinator's `outbox_polled`).
+
 Counts are for the process's whole life. A process that does not write the file simply has
 no such figures in the report ("n/a"); nothing else depends on it.
 """
@@ -29,6 +31,8 @@ class Counters:
     db_transactions: int = 0
     messages_published: int = 0
     messages_consumed: int = 0
+    outbox_polled: int = 0
+    """A coordinator's outbox rows sent by its polling relay, not handed off after the commit."""
 
     def write(self, path: str | Path) -> None:
         """Write the counters to `path` atomically (the harness may read it at any moment)."""

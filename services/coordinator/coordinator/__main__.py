@@ -114,7 +114,8 @@ async def serve(
     finally:
         await coordinator.stop()
         if stats is not None:
-            stats.write(transport)
+            polled = coordinator.metrics_registry.get_sample_value("convection_outbox_polled_total")
+            stats.write(transport, outbox_polled=int(polled or 0))
 
 
 def run(settings: CoordinatorSettings, registry: Registry, api: ApiSettings | None = None) -> int:

@@ -85,6 +85,13 @@ class Metrics:
         self.outbox_sent = Counter(
             "convection_outbox_sent", "Outbox messages published.", registry=r
         )
+        self.outbox_polled = Counter(
+            "convection_outbox_polled",
+            "Outbox rows the polling relay claimed: on PostgreSQL only rows whose hand-off did "
+            "not finish within its lease (a crashed or overloaded replica), so a steady rate "
+            "means messages sent twice.",
+            registry=r,
+        )
         self.outbox_failures = Counter(
             "convection_outbox_failures", "Failed outbox publish attempts.", registry=r
         )

@@ -206,6 +206,7 @@ class OutboxRelay:
             rows = await self.store.claim_outbox(conn, at, self.batch)
             if not rows:
                 return 0
+            self.metrics.outbox_polled.inc(len(rows))
             # The rows stay locked while they are published: no other relay sends them.
             self._failpoints.hit(RELAY_BEFORE_PUBLISH)
             results = await asyncio.gather(*(self._publish(r) for r in rows))

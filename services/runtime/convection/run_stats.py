@@ -8,6 +8,8 @@ one JSON object, when it stops:
 
     {"db_statements": n, "db_transactions": n, "messages_published": n, "messages_consumed": n}
 
+A coordinator adds `outbox_polled`: the outbox rows its polling relay sent, not its hand-off.
+
 Unset, nothing is listened to and nothing costs anything.
 """
 
@@ -64,9 +66,10 @@ class RunStats:
     def _transaction(self, *_args: Any) -> None:
         self.transactions += 1
 
-    def write(self, transport: Transport | None = None) -> None:
-        """Write the counts, with the transport's messages published and consumed."""
+    def write(self, transport: Transport | None = None, **extra: int) -> None:
+        """Write the counts, with the transport's messages published and consumed, and `extra`."""
         counts = {
+            **extra,
             "db_statements": self.statements,
             "db_transactions": self.transactions,
             "messages_published": transport.published if transport is not None else 0,
