@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from convection import pg_driver
 from coordinator.store import tables as t
 from coordinator.store.dialect import Dialect
 
@@ -169,9 +170,10 @@ class OutboxQueries:
         if not ids:
             return
         if self.engine.dialect.name == "postgresql":
-            # One prepared statement whatever the count (an IN list is a new one per length).
+            # One statement whatever the count (an IN list is a new one per length), prepared
+            # once per connection on the driver.
             sql = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
-            await conn.exec_driver_sql(sql, (list(ids),))
+            await pg_driver.fetch(conn, sql, (list(ids),))
             return
         stmt = update(t.outbox).where(t.outbox.c.id.in_(ids)).values(sent_at=func.now())
         await conn.execute(stmt)
