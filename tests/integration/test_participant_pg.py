@@ -4,13 +4,16 @@ stored outcomes, forward results and tombstones read by its one statement after 
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import text
 
 from contracts import vim
-from convection import Participant, StepContext, handles
+from convection import Participant, StepContext, handles, participant_store, pg_driver
 from convection.db import make_engine
+from convection.participant_store import ReplyStore
 from convection.transport import MemoryBroker, Transport
 from tests.integration.adapter_support import command, connected, next_reply, send
 from tests.unit import test_participant_flow as flow
@@ -85,3 +88,40 @@ async def test_a_compensation_sees_its_forward_result_and_leaves_a_tombstone_on_
     on_postgres: tuple[Transport, flow.Handlers],
 ) -> None:
     await flow.test_compensation_sees_forward_result_and_leaves_a_tombstone(on_postgres)
+
+
+async def test_the_recall_reads_a_few_buffers_however_its_plan_was_made(
+    fresh_pg_url: str,
+) -> None:
+    # Prepared once per connection, the statement keeps the plan PostgreSQL chose while the
+    # table was empty; with `idempotency_key IN (...)` that plan scanned all of the service's
+    # rows at every command once the table had grown.
+    engine = make_engine(fresh_pg_url, pool_size=1)
+    store = ReplyStore(engine, "echo")
+    await store.create_tables()
+    try:
+        async with engine.begin() as conn:
+            for _ in range(8):  # past the five custom plans before a generic one
+                await pg_driver.fetch(conn, participant_store._RECALL_SQL, ("echo", "k", "k", "k"))
+            await conn.execute(
+                text(
+                    "INSERT INTO convection_participant_replies (service, idempotency_key, "
+                    "outcome, result, saga_id, step, created) SELECT 'echo', 'k' || g, "
+                    "'succeeded', '{}', 's', 'st', now() FROM generate_series(1, 3000) g"
+                )
+            )
+            [named] = await pg_driver.fetch(
+                conn,
+                "SELECT name FROM pg_prepared_statements WHERE statement = $1",
+                (participant_store._RECALL_SQL,),
+            )
+            plan = await conn.exec_driver_sql(
+                f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {named['name']}"
+                "('echo', 'k7', 'k9', 'k7')"
+            )
+            [[document]] = plan.fetchall()
+        parsed = json.loads(document) if isinstance(document, str) else document
+        buffers = parsed[0]["Plan"]["Shared Hit Blocks"]
+        assert buffers < 30, f"the recall read {buffers} buffers: a scan, not a key lookup"
+    finally:
+        await engine.dispose()

@@ -106,10 +106,18 @@ _TABLE = REPLIES.name
 # One statement after the lock (so it reads with a snapshot taken once the lock is held): the
 # key's own outcome, the forward step a compensation undoes, and a forward key's tombstone.
 # Plain SQL on the driver itself (`convection.pg_driver`), prepared once per connection.
+# Each key is looked up by equality on the whole primary key: PostgreSQL plans a prepared
+# statement once for every call, and with `idempotency_key IN ($2, $3)` a plan made while the
+# table was nearly empty scanned all of the service's rows on every call (3,000 buffers a
+# command after 6,000 commands: BENCHMARKS.md).
 _RECALL_SQL = """
 SELECT idempotency_key, outcome, result::text AS result, error::text AS error, FALSE AS tomb
   FROM convection_participant_replies
- WHERE service = $1 AND idempotency_key IN ($2, $3)
+ WHERE service = $1 AND idempotency_key = $2
+UNION ALL
+SELECT idempotency_key, outcome, result::text, error::text, FALSE
+  FROM convection_participant_replies
+ WHERE service = $1 AND idempotency_key = $3 AND $3 <> $2
 UNION ALL
 (SELECT idempotency_key, outcome, NULL, NULL, TRUE
    FROM convection_participant_replies
