@@ -99,3 +99,56 @@ def test_it_needs_a_lane_and_room_for_a_work() -> None:
     rec = Recorder()
     with pytest.raises(ValueError, match="at least one lane"):
         GroupCommit(rec.many, rec.one, lanes=0, most=8)
+
+
+class Blocking(Recorder):
+    """The first lone work holds its transaction until released; the rest run at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def one(self, work: str) -> str:
+        if work == "slow":
+            await self.release.wait()
+        return await super().one(work)
+
+
+async def test_works_queued_behind_a_busy_lane_share_its_next_transaction() -> None:
+    rec = Blocking()
+    group = GroupCommit(rec.many, rec.one, lanes=3, most=8, patience=60)
+    slow = asyncio.create_task(_submit(group, "s0", "slow"))
+    await asyncio.sleep(0.01)
+    queued = [asyncio.create_task(_submit(group, f"s{i}", f"w{i}")) for i in (1, 2, 3)]
+    await asyncio.sleep(0.01)
+    # No second lane for three works: they wait for the busy one, then go in one transaction.
+    assert rec.groups == [] and not any(t.done() for t in queued)
+    rec.release.set()
+    assert await asyncio.gather(*queued) == ["done w1", "done w2", "done w3"]
+    assert await slow == "alone slow"
+    assert [[w for w, _ in g] for g in rec.groups] == [["w1", "w2", "w3"]]
+
+
+async def test_a_lane_slower_than_the_patience_gets_company() -> None:
+    rec = Blocking()
+    group = GroupCommit(rec.many, rec.one, lanes=3, most=8, patience=0.05)
+    slow = asyncio.create_task(_submit(group, "s0", "slow"))
+    await asyncio.sleep(0.01)
+    # The slow transaction holds its lane; the next work runs in another after the patience.
+    assert await asyncio.wait_for(_submit(group, "s1", "quick"), 5) == "alone quick"
+    assert not slow.done()
+    rec.release.set()
+    assert await slow == "alone slow"
+
+
+async def test_a_full_group_starts_another_lane_at_once() -> None:
+    rec = Blocking()
+    group = GroupCommit(rec.many, rec.one, lanes=2, most=3, patience=60)
+    slow = asyncio.create_task(_submit(group, "s0", "slow"))
+    await asyncio.sleep(0.01)
+    done = await asyncio.wait_for(
+        asyncio.gather(*(_submit(group, f"s{i}", f"w{i}") for i in (1, 2, 3))), 5
+    )
+    assert done == ["done w1", "done w2", "done w3"] and not slow.done()
+    rec.release.set()
+    await slow

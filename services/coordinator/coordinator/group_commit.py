@@ -3,7 +3,9 @@
 Under load the cost of a transaction (BEGIN, COMMIT and its WAL flush, a pool checkout, the
 driver's bookkeeping) is paid once for a group of messages instead of once per message:
 
-    submit(key, work)   queued; a free lane (at most `lanes` transactions at once) starts at once
+    submit(key, work)   queued; a lane starts at once if none is running, another one (at most
+                        `lanes` transactions at once) once a full group is waiting or the
+                        running ones took longer than `PATIENCE`
     a lane              takes up to `most` queued works, sorted by key (the saga id), runs them
                         one after another in ONE transaction, commits, then answers each caller
     a group that fails  (a conflict, the database, one work's own error) is rolled back whole
@@ -30,6 +32,10 @@ from typing import Any, Generic, TypeVar
 
 logger = logging.getLogger(__name__)
 
+PATIENCE = 0.02
+"""Seconds queued works wait for a busy lane before another lane starts for them (a group's
+transaction takes a few milliseconds; longer means a lock wait or a slow database)."""
+
 W = TypeVar("W")
 R = TypeVar("R")
 
@@ -53,7 +59,13 @@ class GroupCommit(Generic[W, R]):
     """Runs submitted works in shared transactions, at most `lanes` at once, `most` per group."""
 
     def __init__(
-        self, run_many: RunMany[W, R], run_one: RunOne[W, R], *, lanes: int, most: int
+        self,
+        run_many: RunMany[W, R],
+        run_one: RunOne[W, R],
+        *,
+        lanes: int,
+        most: int,
+        patience: float = PATIENCE,
     ) -> None:
         if lanes < 1 or most < 1:
             raise ValueError("group commit needs at least one lane and one work per group")
@@ -63,6 +75,8 @@ class GroupCommit(Generic[W, R]):
         self._most = most
         self._queue: deque[_Waiting[W, R]] = deque()
         self._busy = 0
+        self._patience = patience
+        self._impatient: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.groups = 0
         """Transactions that committed more than one work (what the tests look at)."""
@@ -73,12 +87,29 @@ class GroupCommit(Generic[W, R]):
         """Run `work` in the next group transaction; return its result once that committed."""
         waiting = _Waiting[W, R](key, work, contextvars.copy_context())
         self._queue.append(waiting)
-        if self._busy < self._lanes:
-            self._busy += 1
-            task = asyncio.create_task(self._lane())
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+        # Another lane only for a full group: a busy lane takes what queued meanwhile when its
+        # transaction ends, and fewer, fuller transactions cost less CPU per message (with two
+        # replicas sharing the load, three eager lanes halved the groups and made two
+        # coordinators slower than one, BENCHMARKS.md). A lane slower than `patience` (a lock
+        # wait, a slow database) gets company, so it holds up nobody for long.
+        if not self._busy or (self._busy < self._lanes and len(self._queue) >= self._most):
+            self._start_lane()
+        elif self._busy < self._lanes and self._impatient is None:
+            self._impatient = asyncio.get_running_loop().call_later(
+                self._patience, self._lose_patience
+            )
         return await waiting.answer
+
+    def _start_lane(self) -> None:
+        self._busy += 1
+        task = asyncio.create_task(self._lane())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _lose_patience(self) -> None:
+        self._impatient = None
+        if self._queue and self._busy < self._lanes:
+            self._start_lane()
 
     async def _lane(self) -> None:
         try:
