@@ -269,7 +269,7 @@ class HotPath:
                 for i, s in enumerate(state.steps)
                 if before.get(s.name) != s
             ]
-        saga_cols = tuple(c for c in row if c != "id")
+        saga_cols = _changed(row, previous)
         sql = _write_sql(previous is None, saga_cols, bool(steps), bool(history), bool(out))
         # In the order `_write_sql` numbered them.
         jsons = _JSON["sagas"]
@@ -294,6 +294,29 @@ class HotPath:
             )
         by_id = dict(zip(result["message_ids"] or (), result["ids"] or (), strict=True))
         return Written(tuple((by_id[m.message_id], m) for m in out if m.message_id in by_id))
+
+
+_STABLE = frozenset(
+    {"type", "definition_version", "input", "resources", "shared_resources", "trace_id"}
+    | {"created_at"}
+)
+"""Saga columns that seldom change after the start (the input above all, which can be large)."""
+
+
+def _changed(row: dict[str, Any], previous: SagaState | None) -> tuple[str, ...]:
+    """Return the saga columns to write: all of a new saga's, else all but unchanged stable ones.
+
+    Skipping the stable columns when none changed saves serialising and parsing the input
+    (JSON) and writing it to the WAL again at every step; keeping the rest always written
+    keeps the statement shapes to two per kind of decision.
+    """
+    columns = tuple(c for c in row if c != "id")
+    if previous is None:
+        return columns
+    before = saga_row(previous)
+    if any(row[c] is not before[c] and row[c] != before[c] for c in _STABLE):
+        return columns
+    return tuple(c for c in columns if c not in _STABLE)
 
 
 _STEP_SET = ["name", *(c for c in _STEP if c not in ("saga_id", "name"))]
