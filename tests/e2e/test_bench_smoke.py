@@ -124,6 +124,8 @@ def test_floor_and_convection_rows_report_sensible_figures_and_ratios(tmp_path: 
             PG_ADMIN_URL,
             "--json",
             str(out),
+            "--logs",
+            str(tmp_path / "logs"),
         ],
         capture_output=True,
         text=True,
@@ -150,11 +152,15 @@ def test_floor_and_convection_rows_report_sensible_figures_and_ratios(tmp_path: 
     steps = convection["step_latency_ms"]
     assert 0 < steps["p50"] <= steps["p99"] <= steps["max"]
     assert {p["role"] for p in convection["processes"]} == {"coordinator", "participant"}
+    # --logs keeps each process's log, a folder per system, after a run that went well.
+    for system, name in (("convection_x1", "coordinator-1"), ("convection_x2", "coordinator-2")):
+        assert (tmp_path / "logs" / system / f"{name}.log").is_file(), system
     for process in convection["processes"]:
         assert process["exit_code"] == 0, process
         assert process["cpu_ms_per_saga"] > 0, process
         assert process["counters"]["db_statements"] > 0, process
         assert process["counters"]["messages_consumed"] > 0, process
+        assert "outbox_polled" in process["counters"], process
     per_step = convection["per_step"]
     assert per_step["db_transactions"] > 0 and per_step["db_statements"] >= 2
     # A command out and a reply back per step, at the least.

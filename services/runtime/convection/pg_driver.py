@@ -13,9 +13,9 @@ checked out, inside the transaction SQLAlchemy owns:
   so PostgreSQL parses and plans it once per connection, not at every call. The engine turns
   asyncpg's own statement cache off, and with it asyncpg prepares unnamed statements, which
   are parsed and planned again at every call (named, PostgreSQL's CPU per bench saga fell
-  from 10.3 to 7.1 ms, BENCHMARKS.md). Behind PgBouncer in transaction mode, named statements need
-  PgBouncer 1.21 or later with `max_prepared_statements` set; `CONVECTION_DB_NAMED_STATEMENTS=0`
-  turns them off for older ones;
+  from 10.3 to 7.1 ms, BENCHMARKS.md). Behind PgBouncer in transaction mode, named
+  statements need PgBouncer 1.21 or later with `max_prepared_statements` set;
+  `CONVECTION_DB_NAMED_STATEMENTS=0` turns them off for older ones;
 - a driver error is raised as asyncpg raised it, `convection.db.trouble` classifies it as it
   does SQLAlchemy's, and a connection that died is invalidated so the pool replaces it.
 

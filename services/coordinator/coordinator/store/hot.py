@@ -297,8 +297,15 @@ class HotPath:
 
 
 _STABLE = frozenset(
-    {"type", "definition_version", "input", "resources", "shared_resources", "trace_id"}
-    | {"created_at"}
+    (
+        "type",
+        "definition_version",
+        "input",
+        "resources",
+        "shared_resources",
+        "trace_id",
+        "created_at",
+    )
 )
 """Saga columns that seldom change after the start (the input above all, which can be large)."""
 
