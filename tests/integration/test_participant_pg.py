@@ -4,7 +4,6 @@ stored outcomes, forward results and tombstones read by its one statement after 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 
 import pytest
@@ -90,19 +89,21 @@ async def test_a_compensation_sees_its_forward_result_and_leaves_a_tombstone_on_
     await flow.test_compensation_sees_forward_result_and_leaves_a_tombstone(on_postgres)
 
 
-async def test_the_recall_reads_a_few_buffers_however_its_plan_was_made(
+async def test_the_claim_reads_a_few_rows_however_its_plan_was_made(
     fresh_pg_url: str,
 ) -> None:
-    # Prepared once per connection, the statement keeps the plan PostgreSQL chose while the
-    # table was empty; with `idempotency_key IN (...)` that plan scanned all of the service's
-    # rows at every command once the table had grown.
+    # PL/pgSQL keeps the plan PostgreSQL chose for the claim's read while the table was empty;
+    # with `idempotency_key IN (...)` that plan scanned all of the service's rows at every
+    # command once the table had grown.
     engine = make_engine(fresh_pg_url, pool_size=1)
     store = ReplyStore(engine, "echo")
     await store.create_tables()
+    claim = participant_store._CLAIM_SQL
     try:
-        async with engine.begin() as conn:
+        async with engine.connect() as conn:
             for _ in range(8):  # past the five custom plans before a generic one
-                await pg_driver.fetch(conn, participant_store._RECALL_SQL, ("echo", "k", "k", "k"))
+                await pg_driver.fetch_alone(conn, claim, ("echo", "k", "k", "k", 1))
+                await pg_driver.fetch_alone(conn, participant_store._UNLOCK_SQL, (1,))
             await conn.execute(
                 text(
                     "INSERT INTO convection_participant_replies (service, idempotency_key, "
@@ -110,18 +111,66 @@ async def test_the_recall_reads_a_few_buffers_however_its_plan_was_made(
                     "'succeeded', '{}', 's', 'st', now() FROM generate_series(1, 3000) g"
                 )
             )
-            [named] = await pg_driver.fetch(
-                conn,
-                "SELECT name FROM pg_prepared_statements WHERE statement = $1",
-                (participant_store._RECALL_SQL,),
+            await conn.commit()
+            counts = (
+                "SELECT seq_scan, seq_tup_read, idx_tup_fetch FROM pg_stat_xact_user_tables "
+                "WHERE relname = 'convection_participant_replies'"
             )
-            plan = await conn.exec_driver_sql(
-                f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) EXECUTE {named['name']}"
-                "('echo', 'k7', 'k9', 'k7')"
-            )
-            [[document]] = plan.fetchall()
-        parsed = json.loads(document) if isinstance(document, str) else document
-        buffers = parsed[0]["Plan"]["Shared Hit Blocks"]
-        assert buffers < 30, f"the recall read {buffers} buffers: a scan, not a key lookup"
+            before = (await conn.execute(text(counts))).one()
+            rows = await pg_driver.fetch(conn, claim, ("echo", "k7", "k9", "k7", 1))
+            after = (await conn.execute(text(counts))).one()
+            await conn.rollback()
+            await pg_driver.fetch_alone(conn, participant_store._UNLOCK_SQL, (1,))
+        assert sorted(r["idempotency_key"] for r in rows) == ["k7", "k9"]
+        assert after.seq_scan == before.seq_scan, "the claim scanned the table"
+        fetched = after.idx_tup_fetch - before.idx_tup_fetch
+        assert fetched < 10, f"the claim fetched {fetched} rows: a scan, not a key lookup"
+    finally:
+        await engine.dispose()
+
+
+async def test_a_claim_holds_its_key_until_settled_and_leaves_no_lock(fresh_pg_url: str) -> None:
+    engine = make_engine(fresh_pg_url)
+    # Two stores: two processes as far as the advisory lock knows (each has its own asyncio
+    # locks, so only PostgreSQL's lock can make the second wait).
+    first, second = ReplyStore(engine, "echo"), ReplyStore(engine, "echo")
+    await first.create_tables()
+    locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    order: list[str] = []
+
+    async def held() -> int:
+        async with engine.connect() as conn:
+            return int((await conn.execute(text(locks))).scalar_one())
+
+    async def claim_again() -> None:
+        async with second.claim("k") as slot:
+            recall = await slot.recall("k")
+            order.append(f"second saw {recall.stored.outcome if recall.stored else None}")
+
+    async def claim_and_fail() -> None:
+        async with second.claim("k2") as slot:
+            await slot.recall("k2")
+            raise ZeroDivisionError
+
+    try:
+        async with first.claim("k") as slot:
+            assert (await slot.recall("k")).stored is None
+            assert await held() == 1
+            waiting = asyncio.create_task(claim_again())
+            await asyncio.sleep(0.3)
+            assert not waiting.done(), "the second claim did not wait for the lock"
+            stored = participant_store.StoredReply("succeeded", {"x": 1}, None)
+            await slot.save("k", stored, undoes_key=None, saga_id="s", step="st")
+            order.append("first settled")
+        await waiting
+        assert order == ["first settled", "second saw succeeded"]
+        assert await held() == 0
+        # A claim that stores nothing, and one whose body fails, leave no lock behind either.
+        async with second.claim("k") as slot:
+            await slot.recall("k")
+        assert await held() == 0
+        with pytest.raises(ZeroDivisionError):
+            await claim_and_fail()
+        assert await held() == 0
     finally:
         await engine.dispose()

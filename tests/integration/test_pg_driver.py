@@ -54,6 +54,32 @@ async def test_statements_run_in_sqlalchemys_transaction(engine: AsyncEngine) ->
     assert await _count(engine) == 1
 
 
+async def test_a_statement_alone_commits_by_itself_and_refuses_a_transaction(
+    engine: AsyncEngine,
+) -> None:
+    async with engine.connect() as conn:
+        await pg_driver.fetch_alone(conn, "INSERT INTO t VALUES ($1)", (1,))
+        # Committed when it returned: another connection sees it while this one is held.
+        assert await _count_elsewhere(engine) == 1
+        await conn.rollback()
+    assert await _count(engine) == 1
+    async with engine.begin() as conn:
+        await pg_driver.fetch(conn, "INSERT INTO t VALUES ($1)", (2,))
+        with pytest.raises(RuntimeError, match="transaction open"):
+            await pg_driver.fetch_alone(conn, "INSERT INTO t VALUES ($1)", (3,))
+    assert await _count(engine) == 2
+
+
+async def _count_elsewhere(engine: AsyncEngine) -> int:
+    connection = await asyncpg.connect(
+        engine.url.set(drivername="postgresql").render_as_string(False)
+    )
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM t"))
+    finally:
+        await connection.close()
+
+
 async def test_a_statement_error_is_the_statements_and_the_connection_goes_on(
     engine: AsyncEngine,
 ) -> None:

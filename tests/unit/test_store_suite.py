@@ -163,7 +163,10 @@ async def test_outbox_claim_mark_fail_dead_withdraw_purge(store: Store) -> None:
         assert await store.purge_sent(conn, at + timedelta(seconds=1), limit=10) == 0
 
 
-async def test_handed_off_rows_marked_sent_together_are_not_claimed_again(store: Store) -> None:
+@pytest.mark.parametrize("settle", ["mark_sent_now", "forget_sent"])
+async def test_handed_off_rows_settled_together_are_not_claimed_again(
+    store: Store, settle: str
+) -> None:
     async with store.transaction() as conn:
         at = await store.now(conn)
         await store.add_outbox(conn, [_msg(1), _msg(2), _msg(3)], at)
@@ -171,10 +174,14 @@ async def test_handed_off_rows_marked_sent_together_are_not_claimed_again(store:
     by_id = {r.message_id: r.id for r in rows}
     for ids in ([], [by_id["m1"]], [by_id["m1"], by_id["m3"]]):
         async with store.transaction() as conn:
-            await store.mark_sent_now(conn, ids)  # any count, and a row marked twice
+            # Any count, and a row settled twice; marked sent, or deleted (no retention).
+            await getattr(store, settle)(conn, ids)
     async with store.transaction() as conn:
         later = at + timedelta(hours=1)
         assert [r.message_id for r in await store.claim_outbox(conn, later, 10)] == ["m2"]
+        # A sent step's message cannot be withdrawn either way: the step counts as sent.
+        assert await store.withdraw(conn, ["m1", "m2"], later) == ("m2",)
+        assert (await store.outbox_stats(conn))[0] == 0
 
 
 async def test_lock_rows_hold_fifo_queues(store: Store) -> None:

@@ -3,9 +3,10 @@
 Rows are claimed with `FOR UPDATE SKIP LOCKED` in short transactions, so every replica's
 relay takes different rows and a crashed relay's rows go back to the others. Each row is
 published with confirms (`mandatory` per row: an unroutable command is an error); sent rows
-are marked, failed ones back off, and a row that keeps failing is parked dead with its
-reason, so it never blocks the rows behind it. The relay wakes at once after a local commit,
-when the dialect hears of a commit elsewhere (PostgreSQL NOTIFY), and otherwise polls.
+are deleted (or, with a retention, marked sent and purged later), failed ones back off, and a
+row that keeps failing is parked dead with its reason, so it never blocks the rows behind it.
+The relay wakes at once after a local commit, when the dialect hears of a commit elsewhere
+(PostgreSQL NOTIFY), and otherwise polls.
 
 A row carries everything its publish needs, decided when it was written: the relay never
 reads a body or a saga's history. A traced row is published in its own PRODUCER span, a
@@ -14,7 +15,7 @@ the relay's own; the message carries the producer span's traceparent.
 
 The hot path (PostgreSQL) hands the rows it wrote to `hand_off` once their transaction
 committed: they are published at once, without being read back, and the confirmed ones are
-marked sent together, in one statement for all that were confirmed meanwhile. Such rows are
+deleted (or marked) together, in one statement for all that were confirmed meanwhile. Such rows are
 written due only a lease later (`processor.HANDOFF_LEASE`), so no polling relay takes them
 while they are in flight here; if this process dies first, the polling relays send them.
 """
@@ -68,7 +69,7 @@ class OutboxRelay:
         batch: int = 100,
         poll_interval: float = 1.0,
         max_attempts: int = 10,
-        retention: timedelta = timedelta(hours=1),
+        retention: timedelta = timedelta(0),
         inbox_retention: timedelta = timedelta(days=7),
         backoff_max: float = 60.0,
         listen: bool = True,
@@ -83,6 +84,8 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
         self.retention = retention
+        # Sent rows are deleted at once unless kept for inspection: nothing reads them.
+        self._keep_sent = retention > timedelta(0)
         self.inbox_retention = inbox_retention
         self.backoff_max = backoff_max
         self._listen = listen
@@ -152,7 +155,10 @@ class OutboxRelay:
         failed, self._failed = self._failed, []
         try:
             async with self.store.transaction() as conn:
-                await self.store.mark_sent_now(conn, sent)
+                if self._keep_sent:
+                    await self.store.mark_sent_now(conn, sent)
+                else:
+                    await self.store.forget_sent(conn, sent)
                 if failed:
                     at = await self.store.now(conn)
                     for row, error in failed:
@@ -212,7 +218,10 @@ class OutboxRelay:
             results = await asyncio.gather(*(self._publish(r) for r in rows))
             self._failpoints.hit(RELAY_AFTER_CONFIRM)
             sent = [r.id for r, error in zip(rows, results, strict=True) if error is None]
-            await self.store.mark_sent(conn, sent, at)
+            if self._keep_sent:
+                await self.store.mark_sent(conn, sent, at)
+            else:
+                await self.store.forget_sent(conn, sent)
             self.metrics.outbox_sent.inc(len(sent))
             for row, error in zip(rows, results, strict=True):
                 if error is not None:

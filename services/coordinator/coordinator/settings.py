@@ -37,7 +37,12 @@ class CoordinatorSettings(BaseSettings):
     outbox_batch: int = Field(default=100, ge=1, le=10_000)
     outbox_poll_interval: float = Field(default=1.0, gt=0, le=60)
     outbox_max_attempts: int = Field(default=10, ge=1)
-    outbox_retention_seconds: float = Field(default=3600.0, ge=0)
+    outbox_retention_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="keep sent outbox rows this long, for inspection; 0 deletes each row once "
+        "the broker confirmed it (nothing in Convection reads a sent row)",
+    )
     inbox_retention_seconds: float = Field(default=7 * 24 * 3600.0, ge=60)
     timer_interval: float = Field(default=1.0, gt=0, le=300)
     timer_batch: int = Field(default=100, ge=1, le=10_000)

@@ -2,11 +2,23 @@
 
 A final outcome (succeeded or failed) is stored before its reply is published, so a redelivered
 or retried command is answered from here without running its handler again. Work on one key is
-serialised: in-process by an asyncio lock, and across processes on PostgreSQL by a
-transaction-scoped advisory lock held while the handler runs (a crashed process's connection
-dies and releases it). SQLite is the single-process embedded mode, so the in-process lock is
-enough there. A compensation takes the lock of the key it undoes, so a forward command and its
-compensation never run at once.
+serialised: in-process by an asyncio lock, and across processes on PostgreSQL by the key's
+advisory lock, held by the claim's connection while the handler runs (a crashed process's
+connection dies and releases it). SQLite is the single-process embedded mode, so the in-process
+lock is enough there. A compensation takes the lock of the key it undoes, so a forward command
+and its compensation never run at once.
+
+On PostgreSQL a command costs two round trips, and no transaction stays open while its
+handler runs:
+
+    claim    lock the key (a session lock), then read what is stored for it     one function
+    settle   insert the outcome, COMMIT, then unlock                           one procedure
+
+The claim's read runs after the lock is granted and takes its own snapshot (a VOLATILE
+function's statements each do), so it sees an outcome a previous holder committed. The
+settle commits before it unlocks, so the next holder's read finds the outcome. A claim that
+stores nothing (a duplicate, a retryable answer) unlocks with a third statement; one that
+fails midway drops its connection, which releases the lock.
 """
 
 from __future__ import annotations
@@ -103,32 +115,55 @@ class Recall:
 
 
 _TABLE = REPLIES.name
-# One statement after the lock (so it reads with a snapshot taken once the lock is held): the
-# key's own outcome, the forward step a compensation undoes, and a forward key's tombstone.
-# Plain SQL on the driver itself (`convection.pg_driver`), prepared once per connection.
-# Each key is looked up by equality on the whole primary key: PostgreSQL plans a prepared
-# statement once for every call, and with `idempotency_key IN ($2, $3)` a plan made while the
-# table was nearly empty scanned all of the service's rows on every call (3,000 buffers a
-# command after 6,000 commands: BENCHMARKS.md).
-_RECALL_SQL = """
-SELECT idempotency_key, outcome, result::text AS result, error::text AS error, FALSE AS tomb
-  FROM convection_participant_replies
- WHERE service = $1 AND idempotency_key = $2
-UNION ALL
-SELECT idempotency_key, outcome, result::text, error::text, FALSE
-  FROM convection_participant_replies
- WHERE service = $1 AND idempotency_key = $3 AND $3 <> $2
-UNION ALL
-(SELECT idempotency_key, outcome, NULL, NULL, TRUE
-   FROM convection_participant_replies
-  WHERE service = $1 AND undoes_key = $4 AND outcome = 'succeeded' LIMIT 1)
+# The claim's read: the key's own outcome, the forward step a compensation undoes, and a
+# forward key's tombstone ($1 service, $2 key, $3 undone key, $4 tombstone key). Each key is
+# looked up by equality on the whole primary key: PL/pgSQL plans a statement once for every
+# call, and with `idempotency_key IN ($2, $3)` a plan made while the table was nearly empty
+# scanned all of the service's rows on every call (3,000 buffers a command after 6,000
+# commands: BENCHMARKS.md). The routines' names carry a version: a new body gets a new name,
+# so processes of two releases can share a database.
+_CLAIM_DDL = """
+CREATE OR REPLACE FUNCTION convection_participant_claim_v1(
+    text, text, text, text, lock_id bigint)
+RETURNS TABLE (idempotency_key text, outcome text, result text, error text, tomb boolean)
+LANGUAGE plpgsql VOLATILE AS $body$
+#variable_conflict use_column
+BEGIN
+  PERFORM pg_advisory_lock(lock_id);
+  RETURN QUERY
+    SELECT r.idempotency_key::text, r.outcome::text, r.result::text, r.error::text, FALSE
+      FROM convection_participant_replies r
+     WHERE r.service = $1 AND r.idempotency_key = $2
+    UNION ALL
+    SELECT r.idempotency_key, r.outcome, r.result::text, r.error::text, FALSE
+      FROM convection_participant_replies r
+     WHERE r.service = $1 AND r.idempotency_key = $3 AND $3 <> $2
+    UNION ALL
+    (SELECT r.idempotency_key, r.outcome, NULL, NULL, TRUE
+       FROM convection_participant_replies r
+      WHERE r.service = $1 AND r.undoes_key = $4 AND r.outcome = 'succeeded' LIMIT 1);
+END
+$body$
 """
-_SAVE_SQL = """
-INSERT INTO convection_participant_replies
-       (service, idempotency_key, undoes_key, outcome, result, error, saga_id, step, created)
-VALUES ($1, $2, $3, $4, $5::json, $6::json, $7, $8, $9)
+_SETTLE_DDL = """
+CREATE OR REPLACE PROCEDURE convection_participant_settle_v1(
+    text, text, text, text, json, json, text, text, timestamptz, lock_id bigint)
+LANGUAGE plpgsql AS $body$
+BEGIN
+  INSERT INTO convection_participant_replies
+         (service, idempotency_key, undoes_key, outcome, result, error, saga_id, step, created)
+  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
+  COMMIT;
+  PERFORM pg_advisory_unlock(lock_id);
+END
+$body$
 """
-_LOCK_SQL = "SELECT pg_advisory_xact_lock($1)"
+_ROUTINES_LOCK = 0x636F6E7670617274  # "convpart": serialises the routines' creation
+_CLAIM_SQL = "SELECT * FROM convection_participant_claim_v1($1, $2, $3, $4, $5)"
+_SETTLE_SQL = (
+    "CALL convection_participant_settle_v1($1, $2, $3, $4, $5::json, $6::json, $7, $8, $9, $10)"
+)
+_UNLOCK_SQL = "SELECT pg_advisory_unlock($1)"
 
 
 def _json(value: Any) -> str | None:
@@ -138,17 +173,32 @@ def _json(value: Any) -> str | None:
 class Slot:
     """Exclusive access to one key's records, for the duration of `ReplyStore.claim`."""
 
-    def __init__(self, service: str, connection: AsyncConnection | None, engine: AsyncEngine):
+    def __init__(
+        self,
+        service: str,
+        connection: AsyncConnection | None,
+        engine: AsyncEngine,
+        lock_id: int = 0,
+    ) -> None:
         self._service = service
         self._connection = connection
         self._engine = engine
+        self._lock_id = lock_id
+        self.locked = False
+        """PostgreSQL: the key's advisory lock may be held by this slot's connection."""
+
+    @property
+    def lock_id(self) -> int:
+        """The advisory lock's key (PostgreSQL)."""
+        return self._lock_id
 
     async def recall(
         self, key: str, *, undoes_key: str | None = None, tombstone: bool = True
     ) -> Recall:
         """Return what is stored for `key`, and for the `undoes_key` a compensation undoes.
 
-        `tombstone` asks whether `key` was compensated (for a forward command).
+        `tombstone` asks whether `key` was compensated (for a forward command). On PostgreSQL
+        this first takes the claim's advisory lock, in the same statement.
         """
         if self._connection is None:
             stored = await self.lookup(key)
@@ -156,9 +206,11 @@ class Slot:
             tomb = tombstone and stored is None and await self.compensated(key)
             return Recall(stored, tomb, forward)
         # '' matches no row's undoes_key: no tombstone asked.
-        params = (self._service, key, undoes_key or key, key if tombstone else "")
+        params = (self._service, key, undoes_key or key, key if tombstone else "", self._lock_id)
+        # Set first: should the call fail midway, the lock may be held all the same.
+        self.locked = True
         with db_span("SELECT", _TABLE):
-            rows = await pg_driver.fetch(self._connection, _RECALL_SQL, params)
+            rows = await pg_driver.fetch_alone(self._connection, _CLAIM_SQL, params)
         found: dict[str, StoredReply] = {}
         tomb = False
         for name, outcome, result, error, is_tomb in rows:
@@ -201,8 +253,13 @@ class Slot:
         saga_id: str,
         step: str,
     ) -> None:
-        """Store the final outcome of `key` (committed when the claim ends)."""
+        """Store the final outcome of `key`: committed when this returns; on PostgreSQL, unlock.
+
+        Call it last in a claim.
+        """
         if self._connection is not None:
+            if not self.locked:
+                raise RuntimeError("Slot.save: recall first, which takes the key's lock")
             # The advisory lock guarantees nobody else stored this key meanwhile.
             params = (
                 self._service,
@@ -214,9 +271,11 @@ class Slot:
                 saga_id,
                 step,
                 utc_now(),
+                self._lock_id,
             )
             with db_span("INSERT", _TABLE):
-                await pg_driver.fetch(self._connection, _SAVE_SQL, params)
+                await pg_driver.fetch_alone(self._connection, _SETTLE_SQL, params)
+            self.locked = False
             return
         statement = insert(REPLIES).values(
             service=self._service,
@@ -266,12 +325,18 @@ class ReplyStore:
         self._connections = asyncio.Semaphore(max(1, size() if callable(size) else 5))
 
     async def create_tables(self) -> None:
-        """Create the participant's tables if they are missing."""
+        """Create the participant's tables if they are missing (and on PostgreSQL its routines)."""
         await create_tables(self._engine, METADATA)
+        if self._postgres:
+            async with self._engine.begin() as connection:
+                # CREATE OR REPLACE of one routine by two processes at once fails in the catalog.
+                await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ROUTINES_LOCK})")
+                await connection.exec_driver_sql(_CLAIM_DDL)
+                await connection.exec_driver_sql(_SETTLE_DDL)
 
     @asynccontextmanager
     async def claim(self, lock_key: str) -> AsyncIterator[Slot]:
-        """Hold `lock_key` exclusively; what the slot saves is committed when the block ends."""
+        """Hold `lock_key` exclusively; what the slot saves is committed by `Slot.save`."""
         lock = self._locks.setdefault(lock_key, asyncio.Lock())
         self._waiters[lock_key] = self._waiters.get(lock_key, 0) + 1
         try:
@@ -279,12 +344,21 @@ class ReplyStore:
                 if not self._postgres:
                     yield Slot(self._service, None, self._engine)
                     return
-                async with self._connections, self._engine.begin() as connection:
-                    with db_span("SELECT", "pg_advisory_xact_lock", "postgresql"):
-                        await pg_driver.fetch(
-                            connection, _LOCK_SQL, (_lock_id(self._service, lock_key),)
-                        )
-                    yield Slot(self._service, connection, self._engine)
+                async with self._connections, self._engine.connect() as connection:
+                    slot = Slot(
+                        self._service, connection, self._engine, _lock_id(self._service, lock_key)
+                    )
+                    try:
+                        yield slot
+                        if slot.locked:
+                            # Nothing stored (a duplicate, a retryable answer): unlock.
+                            await pg_driver.fetch_alone(connection, _UNLOCK_SQL, (slot.lock_id,))
+                            slot.locked = False
+                    finally:
+                        if slot.locked:
+                            # The lock's state is unknown (a failure, a cancellation): a
+                            # connection that is gone holds nothing, so drop this one.
+                            await connection.invalidate()
         finally:
             self._waiters[lock_key] -= 1
             if not self._waiters[lock_key]:

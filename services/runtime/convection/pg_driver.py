@@ -66,14 +66,36 @@ async def _statement(driver: asyncpg.Connection, sql: str) -> PreparedStatement:
 
 async def fetch(conn: AsyncConnection, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
     """Run `sql` with positional `args` ($1, $2...) in `conn`'s transaction; return its rows."""
+    return await _run(conn, sql, args, begin=True)
+
+
+async def fetch_alone(conn: AsyncConnection, sql: str, args: Sequence[Any]) -> list[asyncpg.Record]:
+    """Run `sql` in a transaction of its own (committed when it returns); return its rows.
+
+    For a statement that must not join a transaction: a procedure that commits, a lock that
+    outlives the statement. `conn` must have no transaction open.
+    """
+    return await _run(conn, sql, args, begin=False)
+
+
+def _check_alone(adapted: Any, driver: asyncpg.Connection) -> None:
+    if adapted._transaction is not None or driver.is_in_transaction():
+        raise RuntimeError("fetch_alone: the connection has a transaction open")
+
+
+async def _run(
+    conn: AsyncConnection, sql: str, args: Sequence[Any], *, begin: bool
+) -> list[asyncpg.Record]:
     for counter in _COUNTERS:
         counter()
     fairy = await conn.get_raw_connection()
     driver: asyncpg.Connection = fairy.driver_connection
     try:
         adapted: Any = fairy.dbapi_connection
-        if adapted._transaction is None:
+        if adapted._transaction is None and begin:
             await adapted._start_transaction()
+        elif not begin:
+            _check_alone(adapted, driver)
         statement = await _statement(driver, sql)
         rows: list[asyncpg.Record] = await statement.fetch(*args)
     except asyncpg.InvalidCachedStatementError:

@@ -53,6 +53,9 @@ _STEP = [c.name for c in t.saga_steps.c]
 _HISTORY = [c.name for c in t.saga_history.c if c.name != "id"]
 _OUTBOX = ["saga_id", "exchange", "routing_key", "message_id", "body", "headers", "mandatory"]
 _OUTBOX += ["span", "created_at", "available_at", "attempts"]
+_SAGA_ALIASES = tuple((c, f"s_{c}") for c in _SAGA)
+_STEP_ALIASES = tuple((c, f"st_{c}") for c in _STEP)
+"""Each column and its name in the read's result (`_read_sql`)."""
 
 
 def _pg_type(column: Column[Any]) -> str:
@@ -108,7 +111,11 @@ def _unnest(table: Table, columns: Sequence[str], n: _Numbers) -> str:
 def _arrays(table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[Any]:
     """Return the array parameters `_unnest` numbered, in its order."""
     jsons = _JSON[table.name]
-    return [[_param(row[c], c in jsons) for row in rows] for c in columns]
+    # No call per cell: this runs for every column of every row a message writes.
+    dumps = json.dumps
+    return [
+        [dumps(row[c]) for row in rows] if c in jsons else [row[c] for row in rows] for c in columns
+    ]
 
 
 def _r(table: Table, name: str) -> str:
@@ -221,9 +228,9 @@ class HotPath:
             return Loaded(at, False, None)
         if head["s_id"] is None:
             return Loaded(at, True, None)
-        saga = {c: head[f"s_{c}"] for c in _SAGA}
+        saga = {c: head[alias] for c, alias in _SAGA_ALIASES}
         steps: list[Mapping[Any, Any]] = [
-            {c: r[f"st_{c}"] for c in _STEP} for r in rows if r["st_saga_id"] is not None
+            {c: r[alias] for c, alias in _STEP_ALIASES} for r in rows if r["st_saga_id"] is not None
         ]
         if head["seen_version"] != saga["version"]:
             # The lock waited for a writer: the steps read with it are from before its commit.

@@ -42,6 +42,7 @@ from yarl import URL
 
 from contracts.topology import Topology
 from convection.transport.amqp_consumer import CHANNEL_GONE, AmqpConsumer, AmqpDelivery
+from convection.transport.amqp_socket import RobustConnection
 from convection.transport.amqp_topology import TopologyMissing, check_topology, declare_topology
 from convection.transport.base import (
     DEFAULT_CONTENT_TYPE,
@@ -136,7 +137,9 @@ class AmqpTransport(Transport):
                 url = URL(self._url)
                 if "heartbeat" not in url.query:
                     url = url.update_query(heartbeat=self._heartbeat)
-                self._connection = await aio_pika.connect_robust(url, timeout=self._connect_timeout)
+                self._connection = await aio_pika.connect_robust(
+                    url, timeout=self._connect_timeout, connection_class=RobustConnection
+                )
                 self._publisher = await self._connection.channel(
                     publisher_confirms=True, on_return_raises=True
                 )
