@@ -66,7 +66,13 @@ class Ops(Stack):
 
 @asynccontextmanager
 async def ops(
-    tmp_path: Path, amqp_url: str, pg_url: str, *, boot: float = 1.0, **lcm_env: str
+    tmp_path: Path,
+    amqp_url: str,
+    pg_url: str,
+    *,
+    boot: float = 1.0,
+    coordinator_env: dict[str, str] | None = None,
+    **lcm_env: str,
 ) -> AsyncIterator[Ops]:
     await migrate(pg_url)
     stack = Ops(amqp_url, pg_url, tmp_path / "logs")
@@ -75,7 +81,9 @@ async def ops(
     async with stack.running():
         # Servers take `boot` seconds to come up: long enough to act on a saga in flight.
         stack.spawn("vim_sim", "vim_sim", CONVECTION_VIM_SIM_BOOT_SECONDS=str(boot))
-        stack.spawn("coordinator", "coordinator", CONVECTION_API_PORT=str(port))
+        stack.spawn(
+            "coordinator", "coordinator", CONVECTION_API_PORT=str(port), **(coordinator_env or {})
+        )
         stack.spawn("vim_adapter", "vim_adapter")
         stack.spawn("ro_adapter", "ro_adapter")
         stack.spawn("lcm_adapter", "lcm_adapter", **lcm_env)

@@ -19,7 +19,9 @@ PASSWORD = "s3cr3t-Pa55-8f1d"
 async def test_a_vim_password_never_lands_in_the_coordinator_or_on_the_wire(
     tmp_path: Path, fresh_amqp_url: str, fresh_pg_url: str
 ) -> None:
-    async with ops(tmp_path, fresh_amqp_url, fresh_pg_url) as s:
+    # Sent outbox rows kept, so what went on the wire can be read back from the table.
+    keep = {"CONVECTION_OUTBOX_RETENTION_SECONDS": "3600"}
+    async with ops(tmp_path, fresh_amqp_url, fresh_pg_url, coordinator_env=keep) as s:
         async with aiohttp.ClientSession() as http:
             quota = {"cores": 100, "instances": 100}
             project = {"name": "sec", "user": "sec", "password": PASSWORD, "quota": quota}
@@ -40,6 +42,8 @@ async def test_a_vim_password_never_lands_in_the_coordinator_or_on_the_wire(
             "outbox": "convert_from(body, 'UTF8') || headers::text",
             "parked_events": "event",
         }
+        [sent] = await s.sql("SELECT count(*) AS n FROM outbox WHERE sent_at IS NOT NULL")
+        assert sent["n"] > 0, "no sent outbox row kept: the scan below would see nothing"
         for table, column in tables.items():
             leaks = await s.sql(f"SELECT 1 FROM {table} WHERE {column} LIKE '%{PASSWORD}%'")
             assert leaks == [], f"the password is in the coordinator's {table}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -172,5 +173,31 @@ async def test_a_claim_holds_its_key_until_settled_and_leaves_no_lock(fresh_pg_u
         with pytest.raises(ZeroDivisionError):
             await claim_and_fail()
         assert await held() == 0
+    finally:
+        await engine.dispose()
+
+
+async def test_an_unlock_that_finds_no_lock_fails_and_names_the_pooling(fresh_pg_url: str) -> None:
+    # What PgBouncer in transaction mode would do: the settle lands on a session that never
+    # took the lock. The outcome is committed all the same; the failure says what to change.
+    engine = make_engine(fresh_pg_url)
+    store = ReplyStore(engine, "echo")
+    await store.create_tables()
+    await store.create_tables()  # a second start finds the routines and leaves them be
+    try:
+        async with engine.connect() as conn:
+            when = datetime.now(UTC)
+            args = ("echo", "k", None, "succeeded", "{}", None, "s", "st", when, 42)
+            with pytest.raises(Exception, match="not held by this database session") as caught:
+                await pg_driver.fetch_alone(conn, participant_store._SETTLE_SQL, args)
+            assert "session" in str(getattr(caught.value, "hint", ""))
+            await conn.invalidate()
+        async with engine.connect() as conn:
+            stored = await conn.execute(text("SELECT count(*) FROM convection_participant_replies"))
+            assert stored.scalar_one() == 1
+        async with store.claim("k2") as slot:
+            await slot.recall("k2")
+            with pytest.raises(RuntimeError, match="twice"):
+                await slot.recall("k2")
     finally:
         await engine.dispose()

@@ -53,8 +53,8 @@ from coordinator.trace import TRACEPARENT, producer_key
 logger = logging.getLogger(__name__)
 
 MARK_DELAY = 0.05
-"""Seconds the marks of confirmed hand-offs gather before their one statement (far below the
-hand-off lease, after which other relays would send an unmarked row again)."""
+"""Seconds the confirmed hand-offs gather before their one statement that deletes (or marks)
+them (far below the hand-off lease, after which other relays would send such a row again)."""
 
 
 class OutboxRelay:
@@ -84,7 +84,9 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.max_attempts = max_attempts
         self.retention = retention
-        # Sent rows are deleted at once unless kept for inspection: nothing reads them.
+        # Sent rows are deleted at once unless kept for inspection: nothing of Convection reads
+        # them (a message id written again after its row went is not skipped; the inbox, which
+        # keeps the ids of the messages that made it, stands in the way of that).
         self._keep_sent = retention > timedelta(0)
         self.inbox_retention = inbox_retention
         self.backoff_max = backoff_max
@@ -131,10 +133,10 @@ class OutboxRelay:
         self._marks.set()
 
     async def _mark_handed(self) -> None:
-        """Mark what was confirmed since the last pass sent, all in one statement."""
+        """Settle what was confirmed since the last pass (delete or mark), in one statement."""
         while True:
             await self._marks.wait()
-            # Gathered a moment: under load one statement then marks many confirms, not one.
+            # Gathered a moment: under load one statement then settles many confirms, not one.
             await asyncio.sleep(MARK_DELAY)
             self._marks.clear()
             try:
@@ -146,7 +148,7 @@ class OutboxRelay:
                 await asyncio.sleep(self.poll_interval)
                 self._marks.set()
             except Exception:
-                logger.exception("marking handed-off outbox rows failed; retrying")
+                logger.exception("settling handed-off outbox rows failed; retrying")
                 await asyncio.sleep(self.poll_interval)
                 self._marks.set()
 
@@ -181,7 +183,7 @@ class OutboxRelay:
     async def stop(self) -> None:
         """Stop relaying; rows not sent yet stay for the next relay."""
         if self._publishing:
-            # Handed-off rows in flight finish, so their marks are written below.
+            # Handed-off rows in flight finish, so they are settled below.
             await asyncio.wait(set(self._publishing), timeout=self.backoff_max)
         for task in self._tasks:
             task.cancel()
@@ -193,7 +195,7 @@ class OutboxRelay:
             try:
                 await self._record_handed()
             except Exception as exc:
-                logger.warning("could not mark handed-off rows sent (%r): they go out again", exc)
+                logger.warning("could not settle handed-off rows (%r): they go out again", exc)
 
     async def flush(self, *, max_batches: int = 100) -> int:
         """Send every row due now (bounded); return how many were claimed."""
@@ -206,7 +208,7 @@ class OutboxRelay:
         return total
 
     async def relay_once(self) -> int:
-        """Claim one batch, publish it, mark what was sent; return how many were claimed."""
+        """Claim one batch, publish it, settle what was sent; return how many were claimed."""
         async with self.store.transaction() as conn:
             at = await self.store.now(conn)
             rows = await self.store.claim_outbox(conn, at, self.batch)

@@ -131,7 +131,8 @@ def make_engine(
             cursor.close()
 
         return engine
-    # statement_cache_size=0 keeps asyncpg usable behind PgBouncer transaction pooling.
+    # statement_cache_size=0 keeps asyncpg usable behind PgBouncer transaction pooling (for
+    # the coordinator; participants hold session advisory locks and need session pooling).
     kwargs["connect_args"] = {"statement_cache_size": 0}
     if application_name is not None:
         kwargs["connect_args"]["server_settings"] = {"application_name": application_name}

@@ -14,11 +14,14 @@ handler runs:
     claim    lock the key (a session lock), then read what is stored for it     one function
     settle   insert the outcome, COMMIT, then unlock                           one procedure
 
-The claim's read runs after the lock is granted and takes its own snapshot (a VOLATILE
-function's statements each do), so it sees an outcome a previous holder committed. The
+The claim's read runs after the lock is granted and, under READ COMMITTED (the claim refuses
+any other isolation level), takes its own snapshot (a VOLATILE function's statements each
+do), so it sees an outcome a previous holder committed. The
 settle commits before it unlocks, so the next holder's read finds the outcome. A claim that
 stores nothing (a duplicate, a retryable answer) unlocks with a third statement; one that
-fails midway drops its connection, which releases the lock.
+fails midway drops its connection, which releases the lock. The lock belongs to the database
+session: behind PgBouncer, participants need session pooling (an unlock that finds the lock
+not held fails loudly and says so).
 """
 
 from __future__ import annotations
@@ -123,12 +126,18 @@ _TABLE = REPLIES.name
 # commands: BENCHMARKS.md). The routines' names carry a version: a new body gets a new name,
 # so processes of two releases can share a database.
 _CLAIM_DDL = """
-CREATE OR REPLACE FUNCTION convection_participant_claim_v1(
+CREATE OR REPLACE FUNCTION convection_participant_claim_v2(
     text, text, text, text, lock_id bigint)
 RETURNS TABLE (idempotency_key text, outcome text, result text, error text, tomb boolean)
 LANGUAGE plpgsql VOLATILE AS $body$
 #variable_conflict use_column
 BEGIN
+  IF current_setting('transaction_isolation') <> 'read committed' THEN
+    -- Only READ COMMITTED gives the read below a snapshot taken after the lock was granted.
+    RAISE EXCEPTION 'the participant''s claim needs READ COMMITTED, not %',
+      current_setting('transaction_isolation')
+      USING HINT = 'unset default_transaction_isolation for the participant''s database role';
+  END IF;
   PERFORM pg_advisory_lock(lock_id);
   RETURN QUERY
     SELECT r.idempotency_key::text, r.outcome::text, r.result::text, r.error::text, FALSE
@@ -146,7 +155,7 @@ END
 $body$
 """
 _SETTLE_DDL = """
-CREATE OR REPLACE PROCEDURE convection_participant_settle_v1(
+CREATE OR REPLACE PROCEDURE convection_participant_settle_v2(
     text, text, text, text, json, json, text, text, timestamptz, lock_id bigint)
 LANGUAGE plpgsql AS $body$
 BEGIN
@@ -154,16 +163,29 @@ BEGIN
          (service, idempotency_key, undoes_key, outcome, result, error, saga_id, step, created)
   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
   COMMIT;
-  PERFORM pg_advisory_unlock(lock_id);
+  IF NOT pg_advisory_unlock(lock_id) THEN
+    -- The outcome is committed; the claim ran on another server session (pooling).
+    RAISE EXCEPTION 'the key''s advisory lock was not held by this database session'
+      USING HINT = 'between a participant and PostgreSQL, PgBouncer must pool sessions, '
+                   'not transactions';
+  END IF;
 END
 $body$
 """
 _ROUTINES_LOCK = 0x636F6E7670617274  # "convpart": serialises the routines' creation
-_CLAIM_SQL = "SELECT * FROM convection_participant_claim_v1($1, $2, $3, $4, $5)"
+_CLAIM_SQL = "SELECT * FROM convection_participant_claim_v2($1, $2, $3, $4, $5)"
 _SETTLE_SQL = (
-    "CALL convection_participant_settle_v1($1, $2, $3, $4, $5::json, $6::json, $7, $8, $9, $10)"
+    "CALL convection_participant_settle_v2($1, $2, $3, $4, $5::json, $6::json, $7, $8, $9, $10)"
 )
-_UNLOCK_SQL = "SELECT pg_advisory_unlock($1)"
+_UNLOCK_SQL = "SELECT pg_advisory_unlock($1) AS held"
+_ROUTINES_SQL = (
+    "SELECT count(*) AS n FROM pg_proc WHERE pronamespace = current_schema()::regnamespace "
+    "AND proname IN ('convection_participant_claim_v2', 'convection_participant_settle_v2')"
+)
+_NOT_HELD = (
+    "the key's advisory lock was not held by this database session: between a participant "
+    "and PostgreSQL, PgBouncer must pool sessions, not transactions"
+)
 
 
 def _json(value: Any) -> str | None:
@@ -207,6 +229,9 @@ class Slot:
             return Recall(stored, tomb, forward)
         # '' matches no row's undoes_key: no tombstone asked.
         params = (self._service, key, undoes_key or key, key if tombstone else "", self._lock_id)
+        if self.locked:
+            # The lock is re-entrant: a second claim would need a second unlock.
+            raise RuntimeError("Slot.recall: called twice in one claim")
         # Set first: should the call fail midway, the lock may be held all the same.
         self.locked = True
         with db_span("SELECT", _TABLE):
@@ -297,10 +322,11 @@ class Slot:
             pass
 
     async def _execute(self, query: Any, operation: str) -> Any:
+        if self._connection is not None:
+            # It would open a transaction on the claim's connection, which runs without one.
+            raise RuntimeError("on PostgreSQL a slot reads through recall, which takes the lock")
         # A CLIENT span per database call, under the adapter's consumer span.
         with db_span(operation, _TABLE, self._engine.dialect.name):
-            if self._connection is not None:
-                return await self._connection.execute(query)
             async with self._engine.connect() as connection:
                 return await connection.execute(query)
 
@@ -327,10 +353,14 @@ class ReplyStore:
     async def create_tables(self) -> None:
         """Create the participant's tables if they are missing (and on PostgreSQL its routines)."""
         await create_tables(self._engine, METADATA)
-        if self._postgres:
-            async with self._engine.begin() as connection:
-                # CREATE OR REPLACE of one routine by two processes at once fails in the catalog.
-                await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ROUTINES_LOCK})")
+        if not self._postgres:
+            return
+        async with self._engine.begin() as connection:
+            # Created once (a new body gets a new name): replacing a routine takes its owner,
+            # and recompiles it in every session. Two processes creating it at once would fail
+            # in the catalog, hence the lock.
+            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ROUTINES_LOCK})")
+            if (await connection.exec_driver_sql(_ROUTINES_SQL)).scalar_one() < 2:
                 await connection.exec_driver_sql(_CLAIM_DDL)
                 await connection.exec_driver_sql(_SETTLE_DDL)
 
@@ -352,7 +382,11 @@ class ReplyStore:
                         yield slot
                         if slot.locked:
                             # Nothing stored (a duplicate, a retryable answer): unlock.
-                            await pg_driver.fetch_alone(connection, _UNLOCK_SQL, (slot.lock_id,))
+                            [row] = await pg_driver.fetch_alone(
+                                connection, _UNLOCK_SQL, (slot.lock_id,)
+                            )
+                            if not row["held"]:
+                                raise RuntimeError(_NOT_HELD)
                             slot.locked = False
                     finally:
                         if slot.locked:

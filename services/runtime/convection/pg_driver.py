@@ -4,7 +4,8 @@ Through SQLAlchemy, even a plain SQL string costs Python time per statement (an 
 context, result metadata built for every call, greenlet switches) that is most of what the
 coordinator and the participants spend per message besides the broker (BENCHMARKS.md). The
 hot statements are plain SQL already, so they run here on the asyncpg connection SQLAlchemy
-checked out, inside the transaction SQLAlchemy owns:
+checked out: with `fetch` inside the transaction SQLAlchemy owns, with `fetch_alone` in a
+transaction of their own (the participant's lock, and its procedure that commits):
 
 - the transaction is begun through SQLAlchemy's asyncpg adapter (which begins lazily, at the
   first statement it runs itself), so its COMMIT, ROLLBACK and pool reset stay the usual

@@ -232,6 +232,11 @@ def consumer_span(
     span_id: int | None = None,
 ) -> Iterator[Span]:
     """A CONSUMER span, child of the context carried by the message's headers."""
+    if "traceparent" not in headers and not recording():
+        # No context to carry on and nothing records a span: a no-op span, as the tracer's
+        # would be, without the propagator, the span object and the context switch per message.
+        yield trace.INVALID_SPAN
+        return
     parent = extract(headers)
     with chosen_span_id(span_id):
         span = tracer().start_span(

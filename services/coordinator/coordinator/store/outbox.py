@@ -101,7 +101,10 @@ class OutboxQueries:
     async def add_outbox(
         self, conn: AsyncConnection, messages: Iterable[OutboxMessage], at: datetime
     ) -> int:
-        """Insert messages to send after commit (a message id already there is skipped)."""
+        """Insert messages to send after commit (a message id still in the table is skipped).
+
+        Still in the table: unsent, or sent and kept by a retention.
+        """
         rows = [outbox_row(m, at, at) for m in messages]
         if not rows:
             return 0

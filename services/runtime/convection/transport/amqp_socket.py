@@ -9,8 +9,10 @@ ready callbacks and sent at the end of that turn (`loop.call_soon`), in order, b
 waits for anything. Nothing waits longer than one turn, and nothing is acknowledged early: a
 publish is confirmed by the broker, not by the send.
 
-Flow control is unchanged: `drain` waits while the socket's buffer is above its high-water
-mark, and more than `FLUSH_AT` bytes gathered are sent at once.
+Flow control: `drain` still waits while the socket's buffer is above its high-water mark, but
+what was gathered this turn is not in that buffer yet, so up to `FLUSH_AT` bytes may sit past
+the mark for a turn (harmless: a publish waits for the broker's confirm, not for the send);
+more than `FLUSH_AT` bytes gathered are sent at once.
 """
 
 from __future__ import annotations
