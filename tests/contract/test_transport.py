@@ -204,6 +204,23 @@ async def test_publish_consume_ack_round_trips_everything(
     assert await transport.get(VIM_QUEUE) is None  # acked: gone for good
 
 
+async def test_many_concurrent_publishes_are_each_confirmed_and_delivered_once(
+    transport: Transport,
+) -> None:
+    # Publishes share one channel: each returns once the broker confirmed it, none is lost or
+    # doubled however many wait for the channel at once.
+    ids = [f"burst-{i}" for i in range(300)]
+    await asyncio.gather(
+        *(transport.publish(COMMANDS_EXCHANGE, "vim", i.encode(), message_id=i) for i in ids)
+    )
+    await eventually_depth(transport, VIM_QUEUE, len(ids))
+    seen = []
+    while (delivery := await transport.get(VIM_QUEUE)) is not None:
+        seen.append((delivery.message_id, delivery.body))
+        await delivery.ack()
+    assert sorted(seen) == sorted((i, i.encode()) for i in ids)
+
+
 async def test_unacked_delivery_is_redelivered_when_its_consumer_stops(
     transport: Transport,
 ) -> None:

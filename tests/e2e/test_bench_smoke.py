@@ -69,7 +69,8 @@ def test_only_floor_reports_sensible_figures_and_cleans_up(tmp_path: Path) -> No
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "sagas/s" in done.stdout and "floor" in done.stdout
-    for phase in ("warm-up", "latency", "throughput"):
+    # Four slices of each measured phase by default (50 sagas: rounds of 13, 13, 12, 12).
+    for phase in ("warm-up", "latency-0", "latency-3", "throughput-0", "throughput-3"):
         assert f"floor: {phase}: done in" in done.stderr
 
     document = json.loads(out.read_text())
@@ -135,7 +136,20 @@ def test_floor_and_convection_rows_report_sensible_figures_and_ratios(tmp_path: 
     assert done.returncode == 0, done.stdout + done.stderr
     assert "convection x1 / floor" in done.stdout and "convection x2 / floor" in done.stdout
 
+    # The systems take turns: every system's first round before anyone's second, and the
+    # order reversed in the next round.
+    finished = re.findall(r"^(floor|convection x\d): throughput-(\d): done in", done.stderr, re.M)
+    assert finished[:6] == [
+        ("floor", "0"),
+        ("convection x1", "0"),
+        ("convection x2", "0"),
+        ("convection x2", "1"),
+        ("convection x1", "1"),
+        ("floor", "1"),
+    ], done.stderr
+
     document = json.loads(out.read_text())
+    assert document["settings"]["rounds"] == 4
     floor, convection, two = document["systems"]
     assert floor["system"] == "floor" and convection["system"] == "convection x1"
     # One floor (of the fewest orchestrators), then a row per coordinator count, in order.

@@ -49,12 +49,28 @@ async def test_a_lone_message_runs_alone_at_once() -> None:
     assert rec.groups == [] and rec.alone == ["a as a"]
 
 
+async def test_a_lone_message_runs_in_its_caller_s_own_task() -> None:
+    rec = Recorder()
+    tasks: list[asyncio.Task[object] | None] = []
+
+    async def one(work: str) -> str:
+        tasks.append(asyncio.current_task())
+        return await rec.one(work)
+
+    group = GroupCommit(rec.many, one, lanes=2, most=8)
+    caller = asyncio.current_task()
+    assert await _submit(group, "s1", "a") == "alone a"
+    assert tasks == [caller]
+
+
 async def test_messages_that_arrive_together_share_one_transaction_sorted_by_saga() -> None:
     rec = Recorder()
     group = GroupCommit(rec.many, rec.one, lanes=1, most=8)
-    keys = [("s3", "c"), ("s1", "a1"), ("s2", "b"), ("s1", "a2")]
+    # The first runs at once, alone; what arrives while it runs shares the next transaction.
+    keys = [("s0", "x"), ("s3", "c"), ("s1", "a1"), ("s2", "b"), ("s1", "a2")]
     results = await asyncio.gather(*(_submit(group, k, w) for k, w in keys))
-    assert results == ["done c", "done a1", "done b", "done a2"]
+    assert results == ["alone x", "done c", "done a1", "done b", "done a2"]
+    assert rec.alone == ["x as x"]
     # One saga's messages keep their order; each work sees its own caller's context.
     assert rec.groups == [[("a1", "a1"), ("a2", "a2"), ("b", "b"), ("c", "c")]]
     assert group.groups == 1 and group.replayed == 0
@@ -90,7 +106,8 @@ async def test_a_cancelled_caller_leaves_the_others_answered() -> None:
     second = asyncio.create_task(_submit(group, "s2", "b"))
     await asyncio.sleep(0)
     first.cancel()
-    assert await second == "done b"
+    # The first ran alone in its caller's task, so it stopped with it; the second goes next.
+    assert await second == "alone b"
     with pytest.raises(asyncio.CancelledError):
         await first
 

@@ -25,7 +25,17 @@ def register(app: typer.Typer) -> None:
         sagas: int = typer.Option(500, min=1, help="Sagas in the throughput phase."),
         steps: int = typer.Option(3, min=1, help="Remote no-op steps per saga."),
         concurrency: int | None = typer.Option(
-            None, min=1, help="Sagas in flight in the throughput phase (default: all at once)."
+            None,
+            min=1,
+            help="Sagas in flight in the throughput phase (default: a round's all at once).",
+        ),
+        rounds: int | None = typer.Option(
+            None,
+            min=1,
+            max=100,
+            help="Slices of the latency and throughput phases; the systems take turns slice "
+            "by slice, so a shared machine's drift falls on all of them alike (default 4; "
+            "1 with --rss-every, which follows one stretch of sagas in flight).",
         ),
         warmup: int = typer.Option(20, min=0, help="Warm-up sagas, not measured."),
         latency_sagas: int = typer.Option(
@@ -114,6 +124,7 @@ def register(app: typer.Typer) -> None:
                 typer.echo(f"error: {exc}", err=True)
                 raise typer.Exit(2) from None
         plan = Plan(
+            rounds=rounds or (1 if rss_every else 4),
             sagas=sagas,
             warmup=warmup,
             latency_sagas=latency_sagas,
@@ -141,6 +152,7 @@ def register(app: typer.Typer) -> None:
                 "sagas": sagas,
                 "steps": steps,
                 "concurrency": plan.in_flight,
+                "rounds": plan.rounds,
                 "warmup": warmup,
                 "latency_sagas": latency_sagas,
                 "coordinators": counts,

@@ -1,11 +1,18 @@
-"""The harness: run a `System` through warm-up, latency and throughput phases, and measure it.
+"""The harness: bring the systems up side by side, run their phases in turns, and measure them.
 
-Per system: a fresh database and vhost, the setup hook, the processes, readiness (each queue
-in `System.ready_queues` has its consumers), then
+Each system gets a fresh database and vhost, its setup hook, its processes, and readiness (each
+queue in `System.ready_queues` has its consumers). Then, every system in turn at each stage:
 
     warm-up     W sagas, not measured;
-    latency     L sagas one after another, from publishing the start to receiving the event;
-    throughput  N sagas, C in flight: sagas/s, steps/s, and CPU per saga from /proc deltas.
+    latency     L sagas one after another, from publishing the start to receiving the event,
+                in R slices: the systems take turns slice by slice;
+    throughput  N sagas in R rounds of N/R (C in flight, default a round's all at once), the
+                systems taking turns round by round: sagas/s, steps/s, and CPU per saga from
+                /proc deltas summed over the system's own rounds.
+
+Taking turns is what makes the ratios fair on a shared machine, whose speed drifts by a fifth
+over a minute (BENCHMARKS.md): each system is measured across the whole run, not in one stretch
+of it. A system waiting for its turn is idle (its timers tick, nothing else).
 
 Counts per step (database transactions from pg_stat_database, statements and messages from
 the processes' stats files) cover the whole run, W + L + N sagas, and are read once the
@@ -17,158 +24,29 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import shutil
 import tempfile
 import time
-import uuid
-from collections.abc import Sequence
-from contextlib import AsyncExitStack
-from dataclasses import asdict, dataclass
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
 from convection_bench import procfs
 from convection_bench.broker import Broker
 from convection_bench.fleet import Fleet
+from convection_bench.phases import PhaseRunner, Plan, slices, slug
 from convection_bench.progress import Ui
 from convection_bench.report import ProcessFigures, SystemFigures, summarize
 from convection_bench.resources import fresh_database, fresh_vhost, libpq_url, redact
 from convection_bench.rss import RssSampler
 from convection_bench.stats import Counters
-from convection_bench.system import BenchError, Endpoints, System
+from convection_bench.system import Endpoints, System
 
-
-@dataclass(frozen=True)
-class Plan:
-    """How many sagas each phase runs, how many are in flight, and how long to wait."""
-
-    sagas: int = 500
-    warmup: int = 20
-    latency_sagas: int = 100
-    concurrency: int | None = None
-    """Sagas in flight in the throughput phase; None starts them all at once."""
-    stall_timeout: float = 60.0
-    """Seconds without any completion, while sagas are outstanding, before giving up."""
-    ready_timeout: float = 120.0
-    rss_every: float | None = None
-    """Seconds between two samples of each process's RSS in the throughput phase (None: no)."""
-    logs: Path | None = None
-    """A folder where each system's process logs are kept (None: kept only when a run fails)."""
-
-    @property
-    def in_flight(self) -> int:
-        """Sagas in flight in the throughput phase."""
-        return min(self.concurrency or self.sagas, self.sagas)
-
-
-def _slug(name: str, sep: str = "_") -> str:
-    # Database names take `_`; vhosts and saga ids (contracts.base.Identifier) take `-`.
-    return re.sub(r"[^a-z0-9]+", sep, name.lower()).strip(sep)
-
-
-class _Run:
-    """One system's run, from its started processes to its figures."""
-
-    def __init__(
-        self, system: System, plan: Plan, fleet: Fleet, broker: Broker, ui: Ui, workdir: Path
-    ) -> None:
-        self.system, self.plan, self.fleet = system, plan, fleet
-        self.broker, self.ui, self.workdir = broker, ui, workdir
-        self.tag = uuid.uuid4().hex[:8]
-
-    def ids(self, phase: str, count: int) -> list[str]:
-        """Return the saga ids of a phase: unique per run, so no start is a duplicate."""
-        prefix = f"{_slug(self.system.name, '-')}-{phase}-{self.tag}"
-        return [f"{prefix}-{i}" for i in range(count)]
-
-    def check_alive(self, while_doing: str) -> None:
-        dead = self.fleet.dead()
-        if dead is not None:
-            raise BenchError(
-                f"{self.system.name}: {dead.label} (pid {dead.pid}) exited with code "
-                f"{dead.process.returncode} while {while_doing}; the end of its log "
-                f"({dead.log}):\n{dead.tail()}\nFix that, or run it by hand: "
-                + " ".join(dead.spec.argv)
-            )
-
-    async def wait_ready(self) -> None:
-        deadline = time.monotonic() + self.plan.ready_timeout
-        while True:
-            self.check_alive("starting")
-            missing = {}
-            for queue, wanted in self.system.ready_queues.items():
-                have = await self.broker.consumers(queue)
-                if have < wanted:
-                    missing[queue] = f"{have}/{wanted} consumers"
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"{self.system.name} was not ready within {self.plan.ready_timeout:.0f}s "
-                    f"({missing}): see the process logs in {self.workdir}"
-                )
-            await asyncio.sleep(0.2)
-
-    async def phase(self, name: str, count: int, in_flight: int) -> tuple[list[float], float]:
-        """Run `count` sagas, `in_flight` at once; return their latencies and the wall time."""
-        if count == 0:
-            return [], 0.0
-        gate = asyncio.Semaphore(max(1, in_flight))
-        latencies: list[float] = []
-        received: list[float] = []
-        with self.ui.phase(self.system.name, name, count) as advance:
-
-            async def one(saga_id: str) -> None:
-                async with gate:
-                    waiter = self.broker.expect(saga_id)
-                    sent = time.perf_counter()
-                    try:
-                        await self.system.start(self.broker.publish, saga_id)
-                    except Exception as exc:
-                        raise BenchError(
-                            f"{self.system.name}: cannot start saga {saga_id}: {exc!r}: is "
-                            "the system consuming its start queue? See its logs in "
-                            f"{self.workdir}"
-                        ) from exc
-                    completion, at = await waiter
-                if not completion.ok:
-                    raise BenchError(
-                        f"{self.system.name}: saga {saga_id} ended {completion.status!r}, not "
-                        f"completed: the system under test fails; see its logs in {self.workdir}"
-                    )
-                latencies.append(at - sent)
-                received.append(at)
-                advance()
-
-            started = time.perf_counter()
-            self.broker.last_event = time.monotonic()
-            await self._supervise(
-                [asyncio.create_task(one(saga_id)) for saga_id in self.ids(name, count)], name
-            )
-        return latencies, max(received) - started
-
-    async def _supervise(self, tasks: Sequence[asyncio.Task[None]], phase: str) -> None:
-        pending = set(tasks)
-        try:
-            while pending:
-                done, pending = await asyncio.wait(
-                    pending, timeout=0.5, return_when=asyncio.FIRST_EXCEPTION
-                )
-                for task in done:
-                    task.result()
-                self.check_alive(f"running the {phase} phase")
-                if pending and time.monotonic() - self.broker.last_event > self.plan.stall_timeout:
-                    raise BenchError(
-                        f"{self.system.name}: no saga completed for {self.plan.stall_timeout:.0f}s"
-                        f" in the {phase} phase ({len(pending)} outstanding): the system is "
-                        f"stuck; see its logs in {self.workdir}"
-                    )
-        finally:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
+__all__ = ["Plan", "run_bench"]
 
 
 async def _xacts(admin: asyncpg.Connection, database: str) -> int:
@@ -213,6 +91,28 @@ class _Cpu:
         )
 
 
+@dataclass
+class _Tally:
+    """CPU ticks summed over a system's throughput rounds."""
+
+    processes: dict[int, int] = field(default_factory=dict)
+    machine: int | None = 0
+    postgres: int | None = None
+
+    def add(self, before: _Cpu, after: _Cpu) -> None:
+        """Add one round's deltas."""
+        for pid, end in after.processes.items():
+            if pid in before.processes:
+                self.processes[pid] = self.processes.get(pid, 0) + end - before.processes[pid]
+        if self.machine is not None and after.machine is not None and before.machine is not None:
+            self.machine += after.machine - before.machine
+        else:
+            self.machine = None
+        if after.postgres:
+            spent = sum(t - before.postgres.get(pid, 0) for pid, t in after.postgres.items())
+            self.postgres = (self.postgres or 0) + spent
+
+
 @dataclass(frozen=True)
 class _Measured:
     """What a run measured, before it becomes figures."""
@@ -222,26 +122,56 @@ class _Measured:
     step_latencies: Sequence[float]
     xacts: int
     settled: bool
-    before: _Cpu
-    after: _Cpu
+    cpu: _Tally
     peak_rss_kib: dict[int, int | None]
 
 
-async def run_system(system: System, plan: Plan, base: Endpoints, ui: Ui) -> SystemFigures:
-    """Run the whole benchmark for one system; processes and resources are always cleaned up."""
-    slug = _slug(system.name)
-    if plan.logs is not None:
-        workdir = plan.logs / slug
-        shutil.rmtree(workdir, ignore_errors=True)
-        workdir.mkdir(parents=True)
-    else:
-        workdir = Path(tempfile.mkdtemp(prefix=f"bench-{slug}-"))
+@dataclass
+class _Up:
+    """One system brought up: its resources, processes, broker connection and what it measured."""
+
+    system: System
+    ep: Endpoints
+    admin: asyncpg.Connection
+    database: str
+    fleet: Fleet
+    run: PhaseRunner
+    workdir: Path
+    settled: bool
+    xacts_before: int
+    latencies: list[float] = field(default_factory=list)
+    latency_ids: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    cpu: _Tally = field(default_factory=_Tally)
+    rss_over_time: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def pids(self) -> list[int]:
+        """The system's processes and the harness (its CPU is part of the machine figure)."""
+        return [m.pid for m in self.fleet.members] + [os.getpid()]
+
+
+def _workdir(system: System, plan: Plan) -> Path:
+    name = slug(system.name)
+    if plan.logs is None:
+        return Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    workdir = plan.logs / name
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    return workdir
+
+
+@asynccontextmanager
+async def _brought_up(system: System, plan: Plan, base: Endpoints, ui: Ui) -> AsyncIterator[_Up]:
+    """Bring one system up on fresh resources; stop and drop everything afterwards."""
+    workdir = _workdir(system, plan)
     fleet: Fleet | None = None
     try:
         async with AsyncExitStack() as stack:
-            db_url = await stack.enter_async_context(fresh_database(base.db_url, f"bench_{slug}"))
+            name = slug(system.name)
+            db_url = await stack.enter_async_context(fresh_database(base.db_url, f"bench_{name}"))
             amqp_url = await stack.enter_async_context(
-                fresh_vhost(base.amqp_url, f"bench-{_slug(system.name, '-')}", ui.note)
+                fresh_vhost(base.amqp_url, f"bench-{slug(system.name, '-')}", ui.note)
             )
             ep = Endpoints(amqp_url, db_url)
             database = db_url.rsplit("/", 1)[1]
@@ -256,33 +186,10 @@ async def run_system(system: System, plan: Plan, base: Endpoints, ui: Ui) -> Sys
             stack.push_async_callback(fleet.stop)
             await fleet.start()
             broker = await stack.enter_async_context(Broker(amqp_url))
-            run = _Run(system, plan, fleet, broker, ui, workdir)
+            run = PhaseRunner(system, plan, fleet, broker, ui, workdir)
             await run.wait_ready()
             await broker.listen(system)
-            await run.phase("warm-up", plan.warmup, min(plan.in_flight, plan.warmup))
-            latencies, _ = await run.phase("latency", plan.latency_sagas, 1)
-            # The harness's own CPU too: it is part of the machine figure.
-            pids = [m.pid for m in fleet.members] + [os.getpid()]
-            before = await _Cpu.now(pids, admin, database, ())
-            labels = {m.label: m.pid for m in fleet.members}
-            note = (lambda text: ui.note(f"{system.name}: {text}")) if plan.rss_every else None
-            async with RssSampler(labels, plan.rss_every or 1e9, note) as sampler:
-                _, seconds = await run.phase("throughput", plan.sagas, plan.in_flight)
-            after = await _Cpu.now(pids, admin, database, tuple(before.postgres))
-            rss = {pid: procfs.peak_rss_kib(pid) for pid in pids}
-            step_latencies: Sequence[float] = ()
-            if system.step_latencies is not None:
-                ids = run.ids("latency", plan.latency_sagas)
-                step_latencies = await system.step_latencies(ep, ids)
-            await fleet.stop()
-            settled = await _settled(admin, database) and settled
-            xacts = await _xacts(admin, database) - xacts_before
-            measured = _Measured(
-                seconds, latencies, step_latencies, xacts, settled, before, after, rss
-            )
-            rss_over_time = sampler.samples if plan.rss_every else []
-        figures = _figures(system, plan, fleet, measured)
-        figures.rss_over_time = rss_over_time
+            yield _Up(system, ep, admin, database, fleet, run, workdir, settled, xacts_before)
     except Exception:
         if fleet is not None and fleet.members:
             ui.note(f"{system.name}: process logs kept in {workdir}")
@@ -298,7 +205,63 @@ async def run_system(system: System, plan: Plan, base: Endpoints, ui: Ui) -> Sys
         shutil.rmtree(workdir, ignore_errors=True)
     else:
         ui.note(f"{system.name}: process logs in {workdir}")
+
+
+async def _latency_slice(up: _Up, k: int, count: int) -> None:
+    name = f"latency-{k}"
+    latencies, _ = await up.run.phase(name, count, 1)
+    up.latencies.extend(latencies)
+    up.latency_ids.extend(up.run.ids(name, count))
+
+
+async def _throughput_round(up: _Up, plan: Plan, k: int, count: int) -> None:
+    before = await _Cpu.now(up.pids, up.admin, up.database, ())
+    labels = {m.label: m.pid for m in up.fleet.members}
+    note = (lambda text: up.run.ui.note(f"{up.system.name}: {text}")) if plan.rss_every else None
+    async with RssSampler(labels, plan.rss_every or 1e9, note) as sampler:
+        _, seconds = await up.run.phase(f"throughput-{k}", count, min(plan.in_flight, count))
+    after = await _Cpu.now(up.pids, up.admin, up.database, tuple(before.postgres))
+    up.seconds += seconds
+    up.cpu.add(before, after)
+    if plan.rss_every:
+        up.rss_over_time.extend(sampler.samples)
+
+
+async def _finish(up: _Up, plan: Plan) -> SystemFigures:
+    rss = {pid: procfs.peak_rss_kib(pid) for pid in up.pids}
+    step_latencies: Sequence[float] = ()
+    if up.system.step_latencies is not None:
+        step_latencies = await up.system.step_latencies(up.ep, up.latency_ids)
+    await up.fleet.stop()
+    settled = await _settled(up.admin, up.database) and up.settled
+    xacts = await _xacts(up.admin, up.database) - up.xacts_before
+    measured = _Measured(up.seconds, up.latencies, step_latencies, xacts, settled, up.cpu, rss)
+    figures = _figures(up.system, plan, up.fleet, measured)
+    figures.rss_over_time = up.rss_over_time
     return figures
+
+
+def _turns(ups: Sequence[_Up], k: int) -> Sequence[_Up]:
+    return ups if k % 2 == 0 else list(reversed(ups))
+
+
+async def run_bench(
+    systems: Sequence[System], plan: Plan, base: Endpoints, ui: Ui
+) -> list[SystemFigures]:
+    """Bring every system up, run their phases in turns, return their figures (in order)."""
+    async with AsyncExitStack() as stack:
+        ups = [await stack.enter_async_context(_brought_up(s, plan, base, ui)) for s in systems]
+        for up in ups:
+            await up.run.phase("warm-up", plan.warmup, min(plan.in_flight, plan.warmup))
+        # Who goes first alternates, so no system always runs right after the same one.
+        for k, count in enumerate(slices(plan.latency_sagas, plan.rounds)):
+            for up in _turns(ups, k):
+                await _latency_slice(up, k, count)
+        for k, count in enumerate(slices(plan.sagas, plan.rounds)):
+            for up in _turns(ups, k):
+                if count:
+                    await _throughput_round(up, plan, k, count)
+        return [await _finish(up, plan) for up in ups]
 
 
 def _figures(system: System, plan: Plan, fleet: Fleet, m: _Measured) -> SystemFigures:
@@ -327,9 +290,9 @@ def _figures(system: System, plan: Plan, fleet: Fleet, m: _Measured) -> SystemFi
 
     processes = []
     for member, s in zip(fleet.members, stats, strict=True):
-        end, start = m.after.processes.get(member.pid), m.before.processes.get(member.pid)
+        ticks = m.cpu.processes.get(member.pid)
         rss = m.peak_rss_kib.get(member.pid)
-        cpu_ms = per_saga(end - start) if end is not None and start is not None else None
+        cpu_ms = per_saga(ticks) if ticks is not None else None
         processes.append(
             ProcessFigures(
                 label=member.label,
@@ -342,14 +305,8 @@ def _figures(system: System, plan: Plan, fleet: Fleet, m: _Measured) -> SystemFi
             )
         )
     cpu = [p.cpu_ms_per_saga for p in processes]
-    machine = (
-        per_saga(m.after.machine - m.before.machine)
-        if m.after.machine is not None and m.before.machine is not None
-        else None
-    )
-    postgres = sum(t - m.before.postgres.get(pid, 0) for pid, t in m.after.postgres.items())
-    me = os.getpid()
-    harness = m.after.processes.get(me, 0) - m.before.processes.get(me, 0)
+    machine = per_saga(m.cpu.machine) if m.cpu.machine is not None else None
+    harness = m.cpu.processes.get(os.getpid(), 0)
     return SystemFigures(
         system=system.name,
         steps=system.steps,
@@ -365,7 +322,7 @@ def _figures(system: System, plan: Plan, fleet: Fleet, m: _Measured) -> SystemFi
         cpu_ms_per_saga={
             "processes": None if None in cpu else sum(c for c in cpu if c is not None),
             "machine": machine,
-            "postgres": per_saga(postgres) if m.after.postgres else None,
+            "postgres": per_saga(m.cpu.postgres) if m.cpu.postgres is not None else None,
             "harness": per_saga(harness),
         },
         per_step={
@@ -378,10 +335,3 @@ def _figures(system: System, plan: Plan, fleet: Fleet, m: _Measured) -> SystemFi
         processes=processes,
         notes=notes,
     )
-
-
-async def run_bench(
-    systems: Sequence[System], plan: Plan, base: Endpoints, ui: Ui
-) -> list[SystemFigures]:
-    """Run every system in turn, each on fresh resources; return their figures."""
-    return [await run_system(system, plan, base, ui) for system in systems]

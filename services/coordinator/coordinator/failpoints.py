@@ -7,7 +7,8 @@ Each names a point on the path of a message where a crash must lose nothing:
 - `relay.after_confirm`: the broker confirmed the rows; the relay dies before marking them
   sent (they go out again: consumers dedupe).
 - `processor.before_commit`: an event was decided and written; the process dies before the
-  transaction commits (nothing happened; the message is redelivered).
+  transaction commits, or on the optimistic path before the one statement that is its
+  transaction (nothing happened; the message is redelivered).
 - `consumer.after_commit`: the transaction committed; the process dies before the ack (the
   redelivery is a duplicate the inbox drops).
 - `processor.compensating`: a decision that starts a compensation was written; the process

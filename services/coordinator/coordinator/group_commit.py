@@ -13,11 +13,11 @@ driver's bookkeeping) is paid once for a group of messages instead of once per m
                         retries; only the work that fails alone fails its caller
 
 Alone (one message at a time, the latency case) a work starts at once in a transaction of its
-own: nothing waits for a group to fill. Callers ack their messages only after `submit`
-returned, so after the commit. Sorting by saga id makes concurrent groups (this process's lanes
-and other replicas') lock saga rows in one order, so they queue behind each other instead of
-deadlocking; a stable sort keeps one saga's messages in arrival order. Each work runs in the
-context its caller submitted it from (its trace span), as it would alone.
+own, in its caller's task: nothing waits for a group to fill. Callers ack their messages only
+after `submit` returned, so after the commit. Sorting by saga id makes concurrent groups (this
+process's lanes and other replicas') lock saga rows in one order, so they queue behind each
+other instead of deadlocking; a stable sort keeps one saga's messages in arrival order. Each
+work runs in the context its caller submitted it from (its trace span), as it would alone.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ class GroupCommit(Generic[W, R]):
 
     async def submit(self, key: str, work: W) -> R:
         """Run `work` in the next group transaction; return its result once that committed."""
+        if not self._busy and not self._queue:
+            return await self._run_here(work)
         waiting = _Waiting[W, R](key, work, contextvars.copy_context())
         self._queue.append(waiting)
         # Another lane only for a full group: a busy lane takes what queued meanwhile when its
@@ -99,6 +101,18 @@ class GroupCommit(Generic[W, R]):
                 self._patience, self._lose_patience
             )
         return await waiting.answer
+
+    async def _run_here(self, work: W) -> R:
+        # Alone: in the caller's own task, as a lane that takes this one work. No lane task,
+        # no gathering, no task per work: one message at a time waits for nothing but itself.
+        self._busy += 1
+        try:
+            return await self._run_one(work)
+        finally:
+            self._busy -= 1
+            if self._queue and self._busy < self._lanes:
+                # What arrived meanwhile goes next, as a busy lane would have taken it.
+                self._start_lane()
 
     def _start_lane(self) -> None:
         self._busy += 1

@@ -82,6 +82,15 @@ class Metrics:
             "Transactions retried after a transient database error.",
             registry=r,
         )
+        self.optimistic = Counter(
+            "convection_coordinator_optimistic",
+            "Messages processed alone on the optimistic path (PostgreSQL), by result: `written`, "
+            "`duplicate`, "
+            "or `gave_way` to the locking path (the saga moved meanwhile, the database was "
+            "unreachable); a high share given way means contention on the same sagas.",
+            ["result"],
+            registry=r,
+        )
         self.outbox_sent = Counter(
             "convection_outbox_sent", "Outbox messages published.", registry=r
         )

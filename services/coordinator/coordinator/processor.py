@@ -43,7 +43,7 @@ from coordinator.errors import (
     InvalidInput,
     StartRejected,
 )
-from coordinator.failpoints import COMPENSATING
+from coordinator.failpoints import BEFORE_COMMIT, COMPENSATING
 from coordinator.metrics import Metrics
 from coordinator.outcome import Outcome, rejected
 from coordinator.senders import Senders
@@ -99,6 +99,16 @@ class Processor(Transactions):
         # No saga id: derive one from the message id, so a redelivery finds the same saga.
         saga_id = msg.saga_id or message_id("saga", msg.message_id)
 
+        def started(at: datetime) -> Decision:
+            return self.engine.start(
+                saga_type=msg.saga_type,
+                saga_id=saga_id,
+                input=sealed_input(self.engine.registry, msg.saga_type, msg.input, self._seal),
+                at=at,
+                trace_id=trace_id or new_trace_id(),
+                requested_by=requested_by,
+            )
+
         async def body(u: Unit) -> Outcome:
             claimed = await self.store.claim_start(u.conn, msg.message_id, saga_id)
             u.at = claimed.at
@@ -108,14 +118,7 @@ class Processor(Transactions):
             if existing is not None:
                 return await self._existing_start(u, msg, existing, trace_id)
             try:
-                decision = self.engine.start(
-                    saga_type=msg.saga_type,
-                    saga_id=saga_id,
-                    input=sealed_input(self.engine.registry, msg.saga_type, msg.input, self._seal),
-                    at=u.at,
-                    trace_id=trace_id or new_trace_id(),
-                    requested_by=requested_by,
-                )
+                decision = started(u.at)
             except StartRejected as exc:
                 # The sender hears back through a lifecycle event, besides the dead letter.
                 error = ErrorInfo(code=exc.code, message=str(exc)[:4000])
@@ -128,7 +131,22 @@ class Processor(Transactions):
                 return Outcome("duplicate", saga_id, note="the saga exists")
             return Outcome("applied", saga_id, state.status)
 
-        return await self._run(body, timed=False, group=saga_id)
+        async def fast(u: Unit) -> Outcome | None:
+            assert self.store.hot is not None, "optimistic bodies run on PostgreSQL only"
+            seen = await self.store.hot.peek_start(u.conn, msg.message_id, saga_id)
+            u.at = seen.at
+            if not seen.fresh:
+                return Outcome("duplicate", saga_id)
+            if seen.known:
+                return None
+            try:
+                decision = started(u.at)
+            except StartRejected:
+                return None
+            state = await self._written_alone(u, None, decision, msg.message_id)
+            return None if state is None else Outcome("applied", saga_id, state.status)
+
+        return await self._run(body, timed=False, group=saga_id, fast=fast)
 
     async def feed(
         self,
@@ -181,7 +199,31 @@ class Processor(Transactions):
                 await after(u.conn, new)
             return Outcome(decision.verdict, saga_id, new.status, note=decision.note)
 
-        return await self._run(body, timed=False, group=saga_id if grouped else None)
+        async def fast(u: Unit) -> Outcome | None:
+            assert self.store.hot is not None
+            assert message_id is not None
+            seen = await self.store.hot.peek(u.conn, message_id, saga_id)
+            u.at = seen.at
+            if not seen.fresh:
+                return Outcome("duplicate", saga_id)
+            if seen.found is None or seen.found[1] is not None:
+                return None
+            state = seen.found[0]
+            if (check is not None and check(state) is not None) or not self.engine.knows(state):
+                return None
+            decision = self.engine.decide(state, make_event(u.at))
+            if decision.verdict in ("ignored", "refused"):
+                return None
+            new = await self._written_alone(u, state, decision, message_id)
+            if new is None:
+                return None
+            return Outcome(decision.verdict, saga_id, new.status, note=decision.note)
+
+        # Only grouped feeds (replies) have an optimistic body: one event, one message id.
+        optimistic = fast if grouped and message_id is not None and after is None else None
+        return await self._run(
+            body, timed=False, group=saga_id if grouped else None, fast=optimistic
+        )
 
     async def _existing_start(
         self, u: Unit, msg: StartSaga, existing: SagaState, trace_id: str | None
@@ -280,17 +322,42 @@ class Processor(Transactions):
         assert written is not None, "only a new saga's row can be found taken"
         return written
 
-    async def _written(
-        self, u: Unit, previous: SagaState | None, decision: Decision
+    async def _written_alone(
+        self, u: Unit, previous: SagaState | None, decision: Decision, message_id: str
     ) -> SagaState | None:
-        """Write the saga row (new, or over `previous`) and what goes with it; None: id taken."""
+        """Write a decision and claim its message id in one statement; None: nothing written.
+
+        Only a decision that one statement holds: no locks to take or release, no commands to
+        withdraw (each a statement more, which must share a transaction).
+        """
+        if decision.withdraw or decision.acquire or (decision.release and decision.state.resources):
+            return None
+        return await self._written(u, previous, decision, claim=message_id)
+
+    async def _written(
+        self, u: Unit, previous: SagaState | None, decision: Decision, claim: str | None = None
+    ) -> SagaState | None:
+        """Write the saga row (new, or over `previous`) and what goes with it; None: id taken.
+
+        `claim`: the message id, claimed by the same statement, which then is the transaction.
+        """
         state = decision.state
         if any(cmd.compensation for cmd in decision.commands):
             self.failpoints.hit(COMPENSATING)
         messages = self._messages(state, decision)
         lease = HANDOFF_LEASE if self._hand_off is not None else timedelta(0)
+        if claim is not None:
+            # This statement commits: a crash here must find nothing written, as before COMMIT.
+            self.failpoints.hit(BEFORE_COMMIT)
         written = await self.store.write_decision(
-            u.conn, previous, state, decision.history, messages, at=u.at, available_at=u.at + lease
+            u.conn,
+            previous,
+            state,
+            decision.history,
+            messages,
+            at=u.at,
+            available_at=u.at + lease,
+            claim=claim,
         )
         if written is None:
             return None

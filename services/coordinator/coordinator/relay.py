@@ -156,15 +156,21 @@ class OutboxRelay:
         sent, self._confirmed = self._confirmed, []
         failed, self._failed = self._failed, []
         try:
-            async with self.store.transaction() as conn:
-                if self._keep_sent:
-                    await self.store.mark_sent_now(conn, sent)
-                else:
-                    await self.store.forget_sent(conn, sent)
-                if failed:
-                    at = await self.store.now(conn)
-                    for row, error in failed:
-                        await self._count_failure(conn, row, error, at)
+            if not failed and self.store.hot is not None:
+                # One statement, its own transaction: no BEGIN and COMMIT round trips.
+                async with self.store.reading() as conn:
+                    settle = self.store.mark_sent_now if self._keep_sent else self.store.forget_sent
+                    await settle(conn, sent, alone=True)
+            else:
+                async with self.store.transaction() as conn:
+                    if self._keep_sent:
+                        await self.store.mark_sent_now(conn, sent)
+                    else:
+                        await self.store.forget_sent(conn, sent)
+                    if failed:
+                        at = await self.store.now(conn)
+                        for row, error in failed:
+                            await self._count_failure(conn, row, error, at)
         except BaseException:
             # Not recorded: put them back for the next pass (or a republish after the lease).
             self._confirmed[:0] = sent

@@ -5,6 +5,14 @@ do once the transaction committed: hand rows to the relay, count metrics, wake t
 A conflict or a lost connection retries the whole transaction, bounded, with jittered
 backoff. Starts and replies may share a transaction with other messages
 (`coordinator.group_commit`); everything else runs alone.
+
+A start or a reply that runs alone on PostgreSQL first tries its optimistic body (`Work.fast`):
+a read without lock or transaction, then one statement that writes the decision and claims
+the message id only if the saga is still as read (`coordinator.store.hot`). Two round trips
+instead of four (BEGIN, read, write, COMMIT), which is most of what one message at a time waits
+for. When the saga moved, the message id is claimed already, the database is unreachable, or
+the decision needs more than one statement (locks, withdrawn commands, a parked saga), the
+optimistic body writes nothing and the locking body runs, with its retries.
 """
 
 from __future__ import annotations
@@ -58,7 +66,17 @@ class Unit:
 
 Body = Callable[[Unit], Coroutine[Any, Any, Outcome]]
 """A transaction's work: reads and writes through the unit, returns what it did."""
+FastBody = Callable[[Unit], Coroutine[Any, Any, Outcome | None]]
+"""An optimistic body: its unit has no transaction; None means it wrote nothing, go locking."""
 _RETRIED = (Conflict, StoreUnavailable)
+
+
+@dataclass(frozen=True, slots=True)
+class Work:
+    """A message's locking body, and the optimistic one to try first when it runs alone."""
+
+    body: Body
+    fast: FastBody | None = None
 
 
 class Transactions:
@@ -81,20 +99,30 @@ class Transactions:
         self._on_commit = on_commit
         self._hand_off = hand_off
         self._max_attempts = max_attempts
-        self.group: GroupCommit[Body, Outcome] | None = None
+        self.group: GroupCommit[Work, Outcome] | None = None
         """The group commit of starts and replies, or None (each message alone)."""
         if group is not None:
             self.group = GroupCommit(
                 self._once_many, self._run_alone, lanes=group[0], most=group[1]
             )
 
-    async def _run(self, body: Body, *, timed: bool = True, group: str | None = None) -> Outcome:
+    async def _run(
+        self,
+        body: Body,
+        *,
+        timed: bool = True,
+        group: str | None = None,
+        fast: FastBody | None = None,
+    ) -> Outcome:
         """Run `body` in a transaction, retried on conflicts; `timed=False`: it takes the clock.
 
         `group`: the saga id, when the body may share a transaction (and `timed` is False).
+        `fast`: the optimistic body tried first when the message runs alone (`timed` False).
         """
         if group is not None and self.group is not None:
-            return await self.group.submit(group, body)
+            return await self.group.submit(group, Work(body, fast))
+        if fast is not None and (outcome := await self._optimistic(fast)) is not None:
+            return outcome
         try:
             return await self._once(body, timed)
         except _RETRIED as exc:
@@ -112,8 +140,28 @@ class Transactions:
                 return await self._once(body, timed)
         raise AssertionError("unreachable: tenacity reraises the last error")
 
-    async def _run_alone(self, body: Body) -> Outcome:
-        return await self._run(body, timed=False)
+    async def _run_alone(self, work: Work) -> Outcome:
+        return await self._run(work.body, timed=False, fast=work.fast)
+
+    async def _optimistic(self, fast: FastBody) -> Outcome | None:
+        """Run an optimistic body on a connection without a transaction; None: it wrote nothing."""
+        if self.store.hot is None:
+            return None
+        try:
+            async with self.store.reading() as conn:
+                unit = Unit(conn, UNTIMED)
+                outcome = await fast(unit)
+        except _RETRIED as exc:
+            # Whether or not its write reached the database, the locking body finds out.
+            logger.debug("optimistic attempt gave way to the locking one: %s", exc)
+            self.metrics.optimistic.labels("gave_way").inc()
+            return None
+        if outcome is None:
+            # Not a conflict: a decision one statement cannot hold, or a case to look at again.
+            return None
+        self.metrics.optimistic.labels("written" if unit.changes else outcome.kind).inc()
+        await self._committed(unit)
+        return outcome
 
     async def _once(self, body: Body, timed: bool) -> Outcome:
         async with self.store.transaction() as conn:
@@ -124,15 +172,15 @@ class Transactions:
         await self._committed(unit)
         return outcome
 
-    async def _once_many(self, bodies: Sequence[tuple[Body, contextvars.Context]]) -> list[Outcome]:
+    async def _once_many(self, works: Sequence[tuple[Work, contextvars.Context]]) -> list[Outcome]:
         """Run untimed bodies one after another in one transaction (a group commit)."""
         outcomes: list[Outcome] = []
         async with self.store.transaction() as conn:
             unit = Unit(conn, UNTIMED)
-            for body, context in bodies:
+            for work, context in works:
                 unit.at = UNTIMED
                 # In its caller's context, so what it writes hangs under its caller's span.
-                outcomes.append(await asyncio.create_task(body(unit), context=context))
+                outcomes.append(await asyncio.create_task(work.body(unit), context=context))
             if unit.changes:
                 self.failpoints.hit(BEFORE_COMMIT)
         await self._committed(unit)

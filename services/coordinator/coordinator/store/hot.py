@@ -9,6 +9,16 @@ result metadata per call; each prepared once per connection):
     read   clock + inbox claim + saga row FOR UPDATE + its steps        one round trip
     write  saga row (checked by version) + changed steps + history + outbox rows, one more
 
+(besides BEGIN and COMMIT). A message processed alone can take the optimistic path instead,
+two round trips and no transaction around them (`coordinator.transactions`):
+
+    peek   clock + is the message id new + saga row + its steps, no lock   one round trip
+    write  as above, and the inbox claim: the statement is the transaction   one more
+
+The optimistic write updates the saga row only if it is still at the version peeked and the
+message id is still unclaimed, and claims the id only if it wrote the row; when it writes
+nothing, the caller runs the message again on the locking path, which sorts out why.
+
 The read takes the row lock and reads the steps in one statement, so the steps come from the
 statement's snapshot, which is older than the lock when the lock had to wait: the statement
 also reads the saga's version from that snapshot, and when it differs from the locked row's
@@ -20,138 +30,37 @@ SQLite (the embedded mode) keeps the generic store; `HotPath.for_engine` says wh
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    BigInteger,
-    Boolean,
-    Column,
-    Integer,
-    LargeBinary,
-    String,
-    Table,
-    Text,
-    select,
-)
+import asyncpg
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from convection import pg_driver
 from coordinator.core import HistoryEntry, SagaState
 from coordinator.errors import ConcurrentUpdate
 from coordinator.store import tables as t
+from coordinator.store.hot_sql import (
+    HISTORY_COLUMNS,
+    JSON_COLUMNS,
+    OUTBOX_COLUMNS,
+    PEEK_SQL,
+    PEEK_START_SQL,
+    SAGA_ALIASES,
+    START_SQL,
+    STEP_ALIASES,
+    STEP_COLUMNS,
+    STEP_SET,
+    arrays,
+    param,
+    read_sql,
+    write_sql,
+)
 from coordinator.store.outbox import OutboxMessage, OutboxRow, outbox_row
 from coordinator.store.rows import saga_row, state_from_rows, step_row
-
-_SAGA = [c.name for c in t.sagas.c]
-_STEP = [c.name for c in t.saga_steps.c]
-_HISTORY = [c.name for c in t.saga_history.c if c.name != "id"]
-_OUTBOX = ["saga_id", "exchange", "routing_key", "message_id", "body", "headers", "mandatory"]
-_OUTBOX += ["span", "created_at", "available_at", "attempts"]
-_SAGA_ALIASES = tuple((c, f"s_{c}") for c in _SAGA)
-_STEP_ALIASES = tuple((c, f"st_{c}") for c in _STEP)
-"""Each column and its name in the read's result (`_read_sql`)."""
-
-
-def _pg_type(column: Column[Any]) -> str:
-    kind = column.type
-    if isinstance(kind, t.UtcDateTime):
-        return "timestamptz"
-    if isinstance(kind, JSON):
-        return "jsonb"
-    if isinstance(kind, LargeBinary):
-        return "bytea"
-    if isinstance(kind, Boolean):
-        return "boolean"
-    if isinstance(kind, BigInteger):
-        return "bigint"
-    if isinstance(kind, Integer):
-        return "integer"
-    if isinstance(kind, String | Text):
-        return "text"
-    raise TypeError(f"no PostgreSQL type for {column.table.name}.{column.name}: {kind!r}")
-
-
-def _json_columns(table: Table) -> frozenset[str]:
-    return frozenset(c.name for c in table.c if isinstance(c.type, JSON))
-
-
-_JSON = {name: _json_columns(table) for name, table in t.metadata.tables.items()}
-
-
-def _param(value: Any, json_column: bool) -> Any:
-    # SQLAlchemy's JSON type stores None as JSON null; so does this path.
-    return json.dumps(value) if json_column else value
-
-
-class _Numbers:
-    """Numbers the positional parameters of one statement as its text is built."""
-
-    def __init__(self) -> None:
-        self.count = 0
-
-    def next(self) -> str:
-        self.count += 1
-        return f"${self.count}"
-
-
-def _unnest(table: Table, columns: Sequence[str], n: _Numbers) -> str:
-    """Return `unnest($a::type[], ...) AS r(col, ...)`: one array parameter per column."""
-    jsons = _JSON[table.name]
-    # JSON goes as text and is cast per element: asyncpg's jsonb codec takes no arrays.
-    arrays = [f"{n.next()}::{'text' if c in jsons else _pg_type(table.c[c])}[]" for c in columns]
-    return f"unnest({', '.join(arrays)}) AS r({', '.join(columns)})"
-
-
-def _arrays(table: Table, columns: Sequence[str], rows: Sequence[dict[str, Any]]) -> list[Any]:
-    """Return the array parameters `_unnest` numbered, in its order."""
-    jsons = _JSON[table.name]
-    # No call per cell: this runs for every column of every row a message writes.
-    dumps = json.dumps
-    return [
-        [dumps(row[c]) for row in rows] if c in jsons else [row[c] for row in rows] for c in columns
-    ]
-
-
-def _r(table: Table, name: str) -> str:
-    return f"r.{name}::jsonb" if name in _JSON[table.name] else f"r.{name}"
-
-
-@cache
-def _read_sql(with_inbox: bool) -> str:
-    saga_cols = ", ".join(f"saga.{c} AS s_{c}" for c in _SAGA)
-    step_cols = ", ".join(f"st.{c} AS st_{c}" for c in _STEP)
-    claimed = (
-        "INSERT INTO inbox (message_id, received_at) SELECT $1, at FROM clock "
-        "ON CONFLICT DO NOTHING RETURNING 1"
-        if with_inbox
-        else "SELECT 1 WHERE $1::text IS NULL"
-    )
-    return f"""
-WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS at),
-claimed AS ({claimed}),
-saga AS (SELECT * FROM sagas WHERE id = $2 AND EXISTS (SELECT 1 FROM claimed) FOR UPDATE),
-seen AS (SELECT version FROM sagas WHERE id = $2)
-SELECT clock.at AS clock_at, EXISTS (SELECT 1 FROM claimed) AS fresh,
-       (SELECT version FROM seen) AS seen_version, {saga_cols}, {step_cols}
-  FROM clock LEFT JOIN saga ON TRUE LEFT JOIN saga_steps st ON st.saga_id = saga.id
- ORDER BY st.ordinal
-"""
-
-
-_START_SQL = """
-WITH clock AS MATERIALIZED (SELECT clock_timestamp() AS at),
-claimed AS (INSERT INTO inbox (message_id, received_at) SELECT $1, at FROM clock
-            ON CONFLICT DO NOTHING RETURNING 1)
-SELECT clock.at AS clock_at, EXISTS (SELECT 1 FROM claimed) AS fresh,
-       EXISTS (SELECT 1 FROM sagas WHERE id = $2) AS known
-  FROM clock
-"""
 
 
 @dataclass(frozen=True)
@@ -221,17 +130,14 @@ class HotPath:
         self, conn: AsyncConnection, message_id: str | None, saga_id: str
     ) -> Loaded:
         """Take the time, claim the message id, lock the saga and read its steps."""
-        rows = await pg_driver.fetch(conn, _read_sql(message_id is not None), (message_id, saga_id))
+        rows = await pg_driver.fetch(conn, read_sql(message_id is not None), (message_id, saga_id))
         head = rows[0]
         at = head["clock_at"]
         if not head["fresh"]:
             return Loaded(at, False, None)
         if head["s_id"] is None:
             return Loaded(at, True, None)
-        saga = {c: head[alias] for c, alias in _SAGA_ALIASES}
-        steps: list[Mapping[Any, Any]] = [
-            {c: r[alias] for c, alias in _STEP_ALIASES} for r in rows if r["st_saga_id"] is not None
-        ]
+        saga, steps = _saga_and_steps(rows)
         if head["seen_version"] != saga["version"]:
             # The lock waited for a writer: the steps read with it are from before its commit.
             found = await conn.execute(
@@ -242,9 +148,29 @@ class HotPath:
             steps = list(found.mappings())
         return Loaded(at, True, (state_from_rows(saga, steps), saga["parked"]))
 
+    async def peek(self, conn: AsyncConnection, message_id: str, saga_id: str) -> Loaded:
+        """Take the time, tell whether the message id is new, read the saga: no lock, no claim.
+
+        `conn` must have no transaction open: the statement runs in one of its own.
+        """
+        rows = await pg_driver.fetch_alone(conn, PEEK_SQL, (message_id, saga_id))
+        head = rows[0]
+        at = head["clock_at"]
+        if not head["fresh"]:
+            return Loaded(at, False, None)
+        if head["s_id"] is None:
+            return Loaded(at, True, None)
+        saga, steps = _saga_and_steps(rows)
+        return Loaded(at, True, (state_from_rows(saga, steps), saga["parked"]))
+
+    async def peek_start(self, conn: AsyncConnection, message_id: str, saga_id: str) -> Started:
+        """Take the time, tell whether a StartSaga's id is new and its saga exists: no claim."""
+        [row] = await pg_driver.fetch_alone(conn, PEEK_START_SQL, (message_id, saga_id))
+        return Started(row["clock_at"], bool(row["fresh"]), bool(row["known"]))
+
     async def claim_start(self, conn: AsyncConnection, message_id: str, saga_id: str) -> Started:
         """Take the time, claim the StartSaga's id, and tell whether the saga exists."""
-        [row] = await pg_driver.fetch(conn, _START_SQL, (message_id, saga_id))
+        [row] = await pg_driver.fetch(conn, START_SQL, (message_id, saga_id))
         return Started(row["clock_at"], bool(row["fresh"]), bool(row["known"]))
 
     async def write(
@@ -257,12 +183,15 @@ class HotPath:
         *,
         at: datetime,
         available_at: datetime,
+        claim: str | None = None,
     ) -> Written | None:
         """Write a decision in one statement: saga row, changed steps, history, outbox rows.
 
         The saga row is inserted when `previous` is None, else updated if still at its
         version. Returns None when a new saga's id is taken (nothing written); raises
-        ConcurrentUpdate when an existing saga moved on meanwhile.
+        ConcurrentUpdate when an existing saga moved on meanwhile. `claim`: the message id
+        to claim in the same statement, run in a transaction of its own (`conn` has none
+        open); an id claimed already writes nothing, as a taken id or a moved saga does.
         """
         out = list(messages)
         row = saga_row(state)
@@ -277,30 +206,47 @@ class HotPath:
                 if before.get(s.name) != s
             ]
         saga_cols = _changed(row, previous)
-        sql = _write_sql(previous is None, saga_cols, bool(steps), bool(history), bool(out))
-        # In the order `_write_sql` numbered them.
-        jsons = _JSON["sagas"]
+        sql = write_sql(
+            previous is None, saga_cols, bool(steps), bool(history), bool(out), claim is not None
+        )
+        # In the order `write_sql` numbered them.
+        jsons = JSON_COLUMNS["sagas"]
         values: list[Any] = [state.saga_id]
+        if claim is not None:
+            values.append(claim)
         if previous is not None:
             values.append(previous.version)
-        values.extend(_param(row[c], c in jsons) for c in saga_cols)
+        values.extend(param(row[c], c in jsons) for c in saga_cols)
         if steps:
-            values.extend(_arrays(t.saga_steps, _STEP if previous is None else _STEP_SET, steps))
+            values.extend(
+                arrays(t.saga_steps, STEP_COLUMNS if previous is None else STEP_SET, steps)
+            )
         if history:
             entries = [{"saga_id": state.saga_id, **e.model_dump(mode="python")} for e in history]
-            values.extend(_arrays(t.saga_history, _HISTORY, entries))
+            values.extend(arrays(t.saga_history, HISTORY_COLUMNS, entries))
         if out:
             rows = [outbox_row(m, at, available_at) for m in out]
-            values.extend(_arrays(t.outbox, _OUTBOX, rows))
-        [result] = await pg_driver.fetch(conn, sql, values)
+            values.extend(arrays(t.outbox, OUTBOX_COLUMNS, rows))
+        run = pg_driver.fetch if claim is None else pg_driver.fetch_alone
+        [result] = await run(conn, sql, values)
         if not result["written"]:
             if previous is None:
                 return None
-            raise ConcurrentUpdate(
-                f"saga {previous.saga_id} is no longer at version {previous.version}"
-            )
+            moved = f"saga {previous.saga_id} is no longer at version {previous.version}"
+            raise ConcurrentUpdate(moved if claim is None else f"{moved}, or {claim} is claimed")
         by_id = dict(zip(result["message_ids"] or (), result["ids"] or (), strict=True))
         return Written(tuple((by_id[m.message_id], m) for m in out if m.message_id in by_id))
+
+
+def _saga_and_steps(
+    rows: Sequence[asyncpg.Record],
+) -> tuple[dict[str, Any], list[Mapping[Any, Any]]]:
+    """Return the saga row and its step rows from a read's joined rows."""
+    saga = {c: rows[0][alias] for c, alias in SAGA_ALIASES}
+    steps: list[Mapping[Any, Any]] = [
+        {c: r[alias] for c, alias in STEP_ALIASES} for r in rows if r["st_saga_id"] is not None
+    ]
+    return saga, steps
 
 
 _STABLE = frozenset(
@@ -331,61 +277,3 @@ def _changed(row: dict[str, Any], previous: SagaState | None) -> tuple[str, ...]
     if any(row[c] is not before[c] and row[c] != before[c] for c in _STABLE):
         return columns
     return tuple(c for c in columns if c not in _STABLE)
-
-
-_STEP_SET = ["name", *(c for c in _STEP if c not in ("saga_id", "name"))]
-"""The columns of a step update: the key (`name`, the saga is a parameter), then the rest."""
-
-
-@cache
-def _write_sql(
-    new: bool, saga_cols: tuple[str, ...], steps: bool, history: bool, outbox: bool
-) -> str:
-    """Return the write statement of one shape of decision (built once per shape)."""
-    n = _Numbers()
-    saga_id = f"{n.next()}::text"
-    if new:
-        values = ", ".join(f"{n.next()}::{_pg_type(t.sagas.c[c])}" for c in saga_cols)
-        parts = [
-            f"saga AS (INSERT INTO sagas (id, {', '.join(saga_cols)}) VALUES ({saga_id}, "
-            f"{values}) ON CONFLICT DO NOTHING RETURNING id)"
-        ]
-        if steps:
-            parts.append(
-                f"steps AS (INSERT INTO saga_steps ({', '.join(_STEP)}) SELECT "
-                f"{', '.join(_r(t.saga_steps, c) for c in _STEP)} FROM "
-                f"{_unnest(t.saga_steps, _STEP, n)} WHERE EXISTS (SELECT 1 FROM saga) RETURNING 1)"
-            )
-    else:
-        version = n.next()
-        sets = ", ".join(f"{c} = {n.next()}::{_pg_type(t.sagas.c[c])}" for c in saga_cols)
-        parts = [
-            f"saga AS (UPDATE sagas SET {sets} WHERE id = {saga_id} AND version = {version} "
-            "RETURNING id)"
-        ]
-        if steps:
-            sets = ", ".join(f"{c} = {_r(t.saga_steps, c)}" for c in _STEP_SET[1:])
-            parts.append(
-                f"steps AS (UPDATE saga_steps AS st SET {sets} FROM "
-                f"{_unnest(t.saga_steps, _STEP_SET, n)} "
-                f"WHERE st.saga_id = {saga_id} AND st.name = r.name RETURNING 1)"
-            )
-    if history:
-        parts.append(
-            f"history AS (INSERT INTO saga_history ({', '.join(_HISTORY)}) SELECT "
-            f"{', '.join(_r(t.saga_history, c) for c in _HISTORY)} FROM "
-            f"{_unnest(t.saga_history, _HISTORY, n)} WHERE EXISTS (SELECT 1 FROM saga) RETURNING 1)"
-        )
-    ids = message_ids = "NULL::bigint[]"
-    if outbox:
-        parts.append(
-            f"outbox AS (INSERT INTO outbox ({', '.join(_OUTBOX)}) SELECT "
-            f"{', '.join(_r(t.outbox, c) for c in _OUTBOX)} FROM {_unnest(t.outbox, _OUTBOX, n)} "
-            "WHERE EXISTS (SELECT 1 FROM saga) ON CONFLICT DO NOTHING RETURNING id, message_id)"
-        )
-        ids = "(SELECT array_agg(id ORDER BY id) FROM outbox)"
-        message_ids = "(SELECT array_agg(message_id ORDER BY id) FROM outbox)"
-    return (
-        f"WITH {', '.join(parts)} SELECT (SELECT count(*) FROM saga) AS written, "
-        f"{ids} AS ids, {message_ids} AS message_ids"
-    )

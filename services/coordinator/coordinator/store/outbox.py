@@ -168,30 +168,38 @@ class OutboxQueries:
         if ids:
             await conn.execute(update(t.outbox).where(t.outbox.c.id.in_(ids)).values(sent_at=at))
 
-    async def mark_sent_now(self, conn: AsyncConnection, ids: Sequence[int]) -> None:
-        """Mark rows as sent at the database's time (no clock read of its own)."""
+    async def mark_sent_now(
+        self, conn: AsyncConnection, ids: Sequence[int], *, alone: bool = False
+    ) -> None:
+        """Mark rows as sent at the database's time (no clock read of its own).
+
+        `alone` (PostgreSQL): the statement is its own transaction; `conn` has none open.
+        """
         if not ids:
             return
         if self.engine.dialect.name == "postgresql":
             # One statement whatever the count (an IN list is a new one per length), prepared
             # once per connection on the driver.
             sql = "UPDATE outbox SET sent_at = now() WHERE id = ANY($1::bigint[])"
-            await pg_driver.fetch(conn, sql, (list(ids),))
+            await (pg_driver.fetch_alone if alone else pg_driver.fetch)(conn, sql, (list(ids),))
             return
         stmt = update(t.outbox).where(t.outbox.c.id.in_(ids)).values(sent_at=func.now())
         await conn.execute(stmt)
 
-    async def forget_sent(self, conn: AsyncConnection, ids: Sequence[int]) -> None:
+    async def forget_sent(
+        self, conn: AsyncConnection, ids: Sequence[int], *, alone: bool = False
+    ) -> None:
         """Delete rows that were sent (the relay's way when no sent row is kept).
 
         A delete writes a few bytes of WAL and no index entry, where marking a row sent writes
-        the whole row again and an entry in each of its indexes (BENCHMARKS.md).
+        the whole row again and an entry in each of its indexes (BENCHMARKS.md). `alone`
+        (PostgreSQL): the statement is its own transaction; `conn` has none open.
         """
         if not ids:
             return
         if self.engine.dialect.name == "postgresql":
             sql = "DELETE FROM outbox WHERE id = ANY($1::bigint[])"
-            await pg_driver.fetch(conn, sql, (list(ids),))
+            await (pg_driver.fetch_alone if alone else pg_driver.fetch)(conn, sql, (list(ids),))
             return
         await conn.execute(delete(t.outbox).where(t.outbox.c.id.in_(ids)))
 

@@ -122,17 +122,29 @@ class Store(OutboxQueries, LockQueries, ParkingQueries, DeadLetterQueries):
         *,
         at: datetime,
         available_at: datetime,
+        claim: str | None = None,
     ) -> Written | None:
         """Write a saga (new when `previous` is None), its history and outbox rows.
 
         Returns None, having written nothing, when a new saga's id is taken. The hot path
         returns the outbox rows it wrote, due at `available_at`, for the relay to be handed;
         the generic one counts them in `queued`, due at once, for the relay to poll.
+        `claim` (the hot path only): claim this message id in the same statement, outside any
+        transaction (`HotPath.write`).
         """
         if self.hot is not None:
             return await self.hot.write(
-                conn, previous, state, history, messages, at=at, available_at=available_at
+                conn,
+                previous,
+                state,
+                history,
+                messages,
+                at=at,
+                available_at=available_at,
+                claim=claim,
             )
+        if claim is not None:
+            raise ValueError("claiming with the write needs the PostgreSQL hot path")
         if previous is None:
             if not await self.insert_saga(conn, state):
                 return None
