@@ -8,6 +8,7 @@ that runs next does not take the message for a duplicate.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -134,3 +135,80 @@ async def test_the_optimistic_write_refuses_an_open_transaction(store: Store) ->
         with pytest.raises(RuntimeError, match="transaction open"):
             await hot.write(conn, None, first, [], [], at=T0, available_at=T0, claim="m-x")
     assert not await _claimed(store, "m-x")
+
+
+async def test_an_id_claimed_by_an_open_locking_transaction_fails_the_whole_write(
+    store: Store,
+) -> None:
+    first, second, *_ = _states()
+    hot = _hot(store)
+    async with store.reading() as conn:
+        await hot.write(conn, None, first, [], [], at=T0, available_at=T0, claim="m-0")
+        seen = await hot.peek(conn, "m-1", "v1")
+        assert seen.fresh
+    # Another replica's locking path claims m-1 after the peek and holds its transaction open:
+    # it moves no version, so only the claim itself can stop the optimistic write.
+    locking = store.engine.begin()
+    other = await locking.__aenter__()
+    try:
+        await pg_driver.fetch(
+            other, "INSERT INTO inbox (message_id, received_at) VALUES ('m-1', now())", ()
+        )
+        async with store.reading() as conn:
+            write = hot.write(conn, first, second, [], [], at=T0, available_at=T0, claim="m-1")
+            task = asyncio.create_task(write)
+            # The write waits for the open claim; it must not pass it by.
+            await asyncio.sleep(0.3)
+            assert not task.done()
+            await locking.__aexit__(None, None, None)
+            with pytest.raises(ConcurrentUpdate, match="claimed meanwhile"):
+                await task
+    finally:
+        if other.in_transaction():
+            await locking.__aexit__(None, None, None)
+    # Nothing of the refused write landed: the saga is at the version the locking path left.
+    assert await _version(store) == first.version
+    assert await _claimed(store, "m-1")
+
+
+async def test_an_open_claim_that_rolls_back_lets_the_write_through(store: Store) -> None:
+    first, second, *_ = _states()
+    hot = _hot(store)
+    async with store.reading() as conn:
+        await hot.write(conn, None, first, [], [], at=T0, available_at=T0, claim="m-0")
+    locking = store.engine.begin()
+    other = await locking.__aenter__()
+    await pg_driver.fetch(
+        other, "INSERT INTO inbox (message_id, received_at) VALUES ('m-1', now())", ()
+    )
+    async with store.reading() as conn:
+        task = asyncio.create_task(
+            hot.write(conn, first, second, [], [], at=T0, available_at=T0, claim="m-1")
+        )
+        await asyncio.sleep(0.3)
+        assert not task.done()
+        await locking.__aexit__(RuntimeError, RuntimeError("rolled back"), None)
+        assert await task is not None
+    assert await _version(store) == second.version
+    assert await _claimed(store, "m-1")
+
+
+async def test_a_saga_parked_after_the_peek_is_not_written(store: Store) -> None:
+    first, second, *_ = _states()
+    hot = _hot(store)
+    async with store.reading() as conn:
+        await hot.write(conn, None, first, [], [], at=T0, available_at=T0, claim="m-0")
+        seen = await hot.peek(conn, "m-1", "v1")
+        assert seen.found is not None
+        assert seen.found[1] is None
+    # A replica without the saga's definition parks it: the version stays where it was.
+    async with store.transaction() as conn:
+        await store.park(conn, "v1", "definition_missing: x@1", "{}", "m-9", T0)
+    async with store.reading() as conn:
+        with pytest.raises(ConcurrentUpdate):
+            await hot.write(conn, first, second, [], [], at=T0, available_at=T0, claim="m-1")
+        peeked = await hot.peek(conn, "m-1", "v1")
+    assert peeked.fresh
+    assert peeked.found is not None
+    assert peeked.found[1] == "definition_missing: x@1"
+    assert await _version(store) == first.version

@@ -133,6 +133,11 @@ def register(app: typer.Typer) -> None:
             logs=logs,
         )
         ui = Ui()
+        if concurrency is not None and concurrency > plan.round_size:
+            ui.note(
+                f"--concurrency {concurrency} is more than a round's {plan.round_size} sagas: "
+                f"{plan.in_flight} in flight; use --rounds 1 for {concurrency} at once"
+            )
         # The libraries log connection failures themselves; BenchError says it once, with a fix.
         for noisy in ("aio_pika", "aiormq"):
             logging.getLogger(noisy).setLevel(logging.CRITICAL)

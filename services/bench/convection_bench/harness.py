@@ -218,7 +218,7 @@ async def _throughput_round(up: _Up, plan: Plan, k: int, count: int) -> None:
     before = await _Cpu.now(up.pids, up.admin, up.database, ())
     labels = {m.label: m.pid for m in up.fleet.members}
     note = (lambda text: up.run.ui.note(f"{up.system.name}: {text}")) if plan.rss_every else None
-    async with RssSampler(labels, plan.rss_every or 1e9, note) as sampler:
+    async with RssSampler(labels, plan.rss_every or 1e9, note, offset=up.seconds) as sampler:
         _, seconds = await up.run.phase(f"throughput-{k}", count, min(plan.in_flight, count))
     after = await _Cpu.now(up.pids, up.admin, up.database, tuple(before.postgres))
     up.seconds += seconds

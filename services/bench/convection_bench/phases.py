@@ -42,8 +42,13 @@ class Plan:
 
     @property
     def in_flight(self) -> int:
-        """Sagas in flight in the throughput phase (at most one round's)."""
-        return min(self.concurrency or self.sagas, max(1, self.sagas // self.rounds))
+        """Sagas in flight in the throughput phase (at most the largest round's)."""
+        return min(self.concurrency or self.sagas, self.round_size)
+
+    @property
+    def round_size(self) -> int:
+        """Sagas in the largest round of the throughput phase (`slices` puts the extra first)."""
+        return max(1, -(-self.sagas // self.rounds))
 
 
 def slug(name: str, sep: str = "_") -> str:

@@ -20,19 +20,26 @@ class RssSampler:
     """Samples the RSS of the given processes (label -> pid) every `every` seconds."""
 
     def __init__(
-        self, pids: Mapping[str, int], every: float, note: Callable[[str], None] | None = None
+        self,
+        pids: Mapping[str, int],
+        every: float,
+        note: Callable[[str], None] | None = None,
+        offset: float = 0.0,
     ) -> None:
         self._pids = dict(pids)
+        # Rounds sample one after another: each one's clock goes on from the last one's.
+        self._offset = offset
         self._every = every
         self._note = note
         self._task: asyncio.Task[None] | None = None
         self.samples: list[dict[str, Any]] = []
-        """One per tick: `t` (seconds since the start) and `rss_mib` (label -> MiB)."""
+        """One per tick: `t` (seconds of the phase so far) and `rss_mib` (label -> MiB)."""
 
     def _sample(self, started: float) -> None:
         found = {label: procfs.rss_kib(pid) for label, pid in self._pids.items()}
         rss = {label: kib / 1024 for label, kib in found.items() if kib is not None}
-        self.samples.append({"t": round(time.monotonic() - started, 1), "rss_mib": rss})
+        t = round(self._offset + time.monotonic() - started, 1)
+        self.samples.append({"t": t, "rss_mib": rss})
         if self._note is not None:
             # As it goes, so a run cut short still shows its curve.
             shown = ", ".join(f"{label} {mib:.1f} MiB" for label, mib in rss.items())

@@ -8,7 +8,9 @@ Each names a point on the path of a message where a crash must lose nothing:
   sent (they go out again: consumers dedupe).
 - `processor.before_commit`: an event was decided and written; the process dies before the
   transaction commits, or on the optimistic path before the one statement that is its
-  transaction (nothing happened; the message is redelivered).
+  transaction (nothing happened; the message is redelivered). A message whose optimistic
+  write gives way reaches it again on the locking path, so `@N` counts attempts to commit,
+  not messages.
 - `consumer.after_commit`: the transaction committed; the process dies before the ack (the
   redelivery is a duplicate the inbox drops).
 - `processor.compensating`: a decision that starts a compensation was written; the process

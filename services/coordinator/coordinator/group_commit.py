@@ -3,8 +3,9 @@
 Under load the cost of a transaction (BEGIN, COMMIT and its WAL flush, a pool checkout, the
 driver's bookkeeping) is paid once for a group of messages instead of once per message:
 
-    submit(key, work)   queued; a lane starts at once if none is running, another one (at most
-                        `lanes` transactions at once) once a full group is waiting or the
+    submit(key, work)   run at once, alone, in the caller's task when nothing is running or
+                        queued; else queued: a lane starts if none is running, another one (at
+                        most `lanes` transactions at once) once a full group is waiting or the
                         running ones took longer than `PATIENCE`
     a lane              takes up to `most` queued works, sorted by key (the saga id), runs them
                         one after another in ONE transaction, commits, then answers each caller
@@ -105,6 +106,9 @@ class GroupCommit(Generic[W, R]):
     async def _run_here(self, work: W) -> R:
         # Alone: in the caller's own task, as a lane that takes this one work. No lane task,
         # no gathering, no task per work: one message at a time waits for nothing but itself.
+        # A caller cancelled meanwhile (its consumer stopping) cancels the work with it: before
+        # the commit nothing happened and the message is redelivered; after it, rows not yet
+        # handed to the relay go out once their hand-off lease runs out, as after a crash.
         self._busy += 1
         try:
             return await self._run_one(work)

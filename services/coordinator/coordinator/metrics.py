@@ -84,9 +84,10 @@ class Metrics:
         )
         self.optimistic = Counter(
             "convection_coordinator_optimistic",
-            "Messages processed alone on the optimistic path (PostgreSQL), by result: `written`, "
-            "`duplicate`, "
-            "or `gave_way` to the locking path (the saga moved meanwhile, the database was "
+            "Messages processed alone that tried the optimistic path (PostgreSQL), by result: "
+            "`written`, `duplicate`, `declined` (a decision one statement cannot hold, a "
+            "parked or unknown saga: the locking path ran it), or `gave_way` to the locking "
+            "path (the saga moved or the id was claimed meanwhile, the database was "
             "unreachable); a high share given way means contention on the same sagas.",
             ["result"],
             registry=r,

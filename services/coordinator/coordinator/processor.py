@@ -2,6 +2,7 @@
 
     BEGIN; insert inbox(message_id) or stop (a duplicate); SELECT saga FOR UPDATE;
     decide(); write saga, steps, history, outbox (and lock rows); COMMIT.
+    Or, alone on PostgreSQL (`fast`): read without lock; decide(); one statement that commits.
 
 The caller acks the message only after `Processor` returns. A conflict (serialization
 failure, deadlock, a saga row that moved) or a lost connection retries the whole

@@ -158,6 +158,7 @@ class Transactions:
             return None
         if outcome is None:
             # Not a conflict: a decision one statement cannot hold, or a case to look at again.
+            self.metrics.optimistic.labels("declined").inc()
             return None
         self.metrics.optimistic.labels("written" if unit.changes else outcome.kind).inc()
         await self._committed(unit)

@@ -5,7 +5,8 @@ context, result metadata built for every call, greenlet switches) that is most o
 coordinator and the participants spend per message besides the broker (BENCHMARKS.md). The
 hot statements are plain SQL already, so they run here on the asyncpg connection SQLAlchemy
 checked out: with `fetch` inside the transaction SQLAlchemy owns, with `fetch_alone` in a
-transaction of their own (the participant's lock, and its procedure that commits):
+transaction of their own (the participant's lock and its procedure that commits, the
+coordinator's optimistic write):
 
 - the transaction is begun through SQLAlchemy's asyncpg adapter (which begins lazily, at the
   first statement it runs itself), so its COMMIT, ROLLBACK and pool reset stay the usual
@@ -74,7 +75,8 @@ async def fetch_alone(conn: AsyncConnection, sql: str, args: Sequence[Any]) -> l
     """Run `sql` in a transaction of its own (committed when it returns); return its rows.
 
     For a statement that must not join a transaction: a procedure that commits, a lock that
-    outlives the statement. `conn` must have no transaction open.
+    outlives the statement, a write that is its own commit. `conn` must have no transaction
+    open.
     """
     return await _run(conn, sql, args, begin=False)
 

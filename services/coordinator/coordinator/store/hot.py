@@ -15,9 +15,14 @@ two round trips and no transaction around them (`coordinator.transactions`):
     peek   clock + is the message id new + saga row + its steps, no lock   one round trip
     write  as above, and the inbox claim: the statement is the transaction   one more
 
-The optimistic write updates the saga row only if it is still at the version peeked and the
-message id is still unclaimed, and claims the id only if it wrote the row; when it writes
-nothing, the caller runs the message again on the locking path, which sorts out why.
+The optimistic write updates the saga row only if it is still at the version peeked, not
+parked, and the message id is still unclaimed, and claims the id only if it wrote the row; when
+it writes nothing, the caller runs the message again on the locking path, which sorts out why.
+The claim has no ON CONFLICT: an id a locking transaction claimed after the write's snapshot
+(which moves no version) fails the whole statement, so the row is never written unclaimed. Two
+copies of one message racing this way on two replicas can deadlock (the optimistic write holds
+the saga row and waits for the claim; the locking one holds the claim and waits for the row):
+PostgreSQL breaks it after `deadlock_timeout` (1 s by default), and either side retries.
 
 The read takes the row lock and reads the steps in one statement, so the steps come from the
 statement's snapshot, which is older than the lock when the lock had to wait: the statement
@@ -191,7 +196,9 @@ class HotPath:
         version. Returns None when a new saga's id is taken (nothing written); raises
         ConcurrentUpdate when an existing saga moved on meanwhile. `claim`: the message id
         to claim in the same statement, run in a transaction of its own (`conn` has none
-        open); an id claimed already writes nothing, as a taken id or a moved saga does.
+        open); an id claimed already writes nothing, as a taken id or a moved saga does, a
+        parked saga is not updated, and an id claimed after the statement's snapshot raises
+        ConcurrentUpdate with nothing written.
         """
         out = list(messages)
         row = saga_row(state)
@@ -227,8 +234,16 @@ class HotPath:
         if out:
             rows = [outbox_row(m, at, available_at) for m in out]
             values.extend(arrays(t.outbox, OUTBOX_COLUMNS, rows))
-        run = pg_driver.fetch if claim is None else pg_driver.fetch_alone
-        [result] = await run(conn, sql, values)
+        if claim is None:
+            [result] = await pg_driver.fetch(conn, sql, values)
+        else:
+            try:
+                [result] = await pg_driver.fetch_alone(conn, sql, values)
+            except asyncpg.UniqueViolationError as exc:
+                if exc.table_name != "inbox":
+                    raise
+                # Claimed by a locking transaction after the peek; nothing was written.
+                raise ConcurrentUpdate(f"{claim} was claimed meanwhile") from exc
         if not result["written"]:
             if previous is None:
                 return None

@@ -212,8 +212,10 @@ def write_sql(
         version = n.next()
         sets = ", ".join(f"{c} = {n.next()}::{pg_type(t.sagas.c[c])}" for c in saga_cols)
         parts = [
+            # A parked saga keeps its version: only the locking path may write one, in order
+            # after its kept events (the check is made again on a row another write changed).
             f"saga AS (UPDATE sagas SET {sets} WHERE id = {saga_id} AND version = {version} "
-            f"{'AND ' + unclaimed if claim else ''} RETURNING id)"
+            f"{'AND parked IS NULL AND ' + unclaimed if claim else ''} RETURNING id)"
         ]
         if steps:
             sets = ", ".join(f"{c} = {_r(t.saga_steps, c)}" for c in STEP_SET[1:])
@@ -232,9 +234,13 @@ def write_sql(
             "WHERE EXISTS (SELECT 1 FROM saga) RETURNING 1)"
         )
     if claim:
+        # No ON CONFLICT: the check above reads the statement's snapshot, and a locking
+        # transaction may claim the id after it without moving the saga's version. Then this
+        # insert fails (waiting for that transaction first) and the whole statement with it,
+        # rather than writing the saga row and leaving the id unclaimed.
         parts.append(
             f"claimed AS (INSERT INTO inbox (message_id, received_at) SELECT {message}, now() "
-            "WHERE EXISTS (SELECT 1 FROM saga) ON CONFLICT DO NOTHING RETURNING 1)"
+            "WHERE EXISTS (SELECT 1 FROM saga) RETURNING 1)"
         )
     ids = message_ids = "NULL::bigint[]"
     if outbox:
