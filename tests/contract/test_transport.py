@@ -1,151 +1,47 @@
 """One contract for every transport: RabbitMQ (a fresh virtual host per test) and the memory broker.
 
-Both backends must pass every test of the shared suite; the few tests at the end
-cover what only one backend has (a network to lose, `MemoryBroker.join`).
+Both backends (the `backend` fixture, conftest.py) must pass every test of the shared suite:
+publishing, routing, consuming and the lifecycle here, dead letters in
+`test_transport_dead_letters`. `test_transport_backends` covers what only one backend has (a
+network to lose, `MemoryBroker.join`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from contracts.topology import (
     COMMANDS_EXCHANGE,
     COORDINATOR_REPLIES_QUEUE,
-    DEAD_AT_HEADER,
-    DEAD_LETTER_EXCHANGE,
-    DELIVERY_LIMIT,
-    ERROR_HEADER,
     EVENTS_EXCHANGE,
-    HANDLER_CRASHED,
-    ORIGINAL_EXCHANGE_HEADER,
-    ORIGINAL_ROUTING_KEY_HEADER,
-    REASON_HEADER,
     REPLIES_EXCHANGE,
     REPLY_ROUTING_KEY,
-    SOURCE_QUEUE_HEADER,
     Binding,
     Queue,
     Topology,
-    command_queue,
-    dead_letter_queue,
 )
 from convection.transport import (
     Delivery,
-    MemoryBroker,
     PublishError,
-    TopologyMissing,
     Transport,
     TransportClosed,
     TransportError,
     Unroutable,
-    open_transport,
 )
-from tests.unit.world import OSM_TOPOLOGY
-
-STANDARD = OSM_TOPOLOGY
-FAILURES_QUEUE = "test.events.failures"
-COMPLETIONS_QUEUE = "test.events.completions"
-SHORT_QUEUE = "test.short-limit"
-SHORT_LIMIT = 2
-TOPOLOGY = Topology(
-    exchanges=STANDARD.exchanges,
-    queues=(
-        *STANDARD.queues,
-        Queue(FAILURES_QUEUE, (Binding(EVENTS_EXCHANGE, "saga.#.failed"),)),
-        Queue(COMPLETIONS_QUEUE, (Binding(EVENTS_EXCHANGE, "saga.*.completed"),)),
-        Queue(SHORT_QUEUE, (Binding(COMMANDS_EXCHANGE, "short"),), delivery_limit=SHORT_LIMIT),
-    ),
+from tests.contract.transport_support import (
+    COMPLETIONS_QUEUE,
+    FAILURES_QUEUE,
+    STANDARD,
+    VIM_QUEUE,
+    WAIT,
+    Backend,
+    Inbox,
+    eventually_depth,
+    eventually_get,
+    publish_command,
 )
-VIM_QUEUE = command_queue("vim")
-VIM_DEAD = dead_letter_queue(VIM_QUEUE)
-WAIT = 10.0  # generous: a bound on hangs, never a timing assertion
-
-
-@dataclass(frozen=True)
-class Backend:
-    kind: str
-    url: str
-    broker: MemoryBroker | None
-
-    def open(self, topology: Topology = TOPOLOGY, *, publish_timeout: float = 2.0) -> Transport:
-        return open_transport(
-            self.url, topology, memory_broker=self.broker, publish_timeout=publish_timeout
-        )
-
-
-@pytest.fixture(params=["memory", pytest.param("amqp", marks=pytest.mark.amqp)])
-def backend(request: pytest.FixtureRequest) -> Backend:
-    if request.param == "amqp":
-        return Backend("amqp", request.getfixturevalue("fresh_amqp_url"), None)
-    return Backend("memory", "memory://", MemoryBroker())
-
-
-@pytest.fixture
-async def transport(backend: Backend) -> AsyncIterator[Transport]:
-    async with backend.open() as opened:
-        yield opened
-
-
-class Inbox:
-    """Collects the deliveries a handler saw."""
-
-    def __init__(self) -> None:
-        self.seen: asyncio.Queue[Delivery] = asyncio.Queue()
-
-    async def ack(self, delivery: Delivery) -> None:
-        await delivery.ack()
-        await self.seen.put(delivery)
-
-    async def keep(self, delivery: Delivery) -> None:
-        await self.seen.put(delivery)  # and leave it unacked
-
-    async def next(self) -> Delivery:
-        return await asyncio.wait_for(self.seen.get(), WAIT)
-
-
-async def publish_command(
-    transport: Transport, body: bytes = b"{}", *, headers: dict[str, str] | None = None
-) -> str:
-    message_id = uuid.uuid4().hex
-    await transport.publish(COMMANDS_EXCHANGE, "vim", body, message_id=message_id, headers=headers)
-    return message_id
-
-
-async def eventually(check: Callable[[], Awaitable[bool]]) -> None:
-    # Polling: the broker offers no event for "a message arrived in a queue".
-    async with asyncio.timeout(WAIT):
-        while True:
-            if await check():
-                return
-            await asyncio.sleep(0.02)
-
-
-async def eventually_get(transport: Transport, queue: str) -> Delivery:
-    taken: list[Delivery] = []
-
-    async def got_one() -> bool:
-        delivery = await transport.get(queue)
-        if delivery is not None:
-            taken.append(delivery)
-        return bool(taken)
-
-    await eventually(got_one)
-    return taken[0]
-
-
-async def eventually_depth(transport: Transport, queue: str, depth: int) -> None:
-    async def reached() -> bool:
-        return await transport.queue_depth(queue) == depth
-
-    await eventually(reached)
-
 
 # The shared contract.
 
@@ -238,134 +134,6 @@ async def test_unacked_delivery_is_redelivered_when_its_consumer_stops(
     assert again.message_id == message_id
     assert again.redelivered
     assert again.delivery_count >= 1
-
-
-async def test_requeue_loop_hits_the_delivery_limit_and_the_consumer_lives_on(
-    transport: Transport, caplog: pytest.LogCaptureFixture
-) -> None:
-    poisoned: list[Delivery] = []
-    handled = Inbox()
-
-    async def handler(delivery: Delivery) -> None:
-        if delivery.body != b"poison":
-            await handled.ack(delivery)
-            return
-        poisoned.append(delivery)
-        # Both ways back to the queue: an explicit requeue, and a handler that raises.
-        if delivery.delivery_count % 2:
-            raise RuntimeError("handler bug")
-        await delivery.requeue()
-
-    consumer = await transport.consume(VIM_QUEUE, handler)
-    with caplog.at_level(logging.ERROR, logger="convection.transport"):
-        poison = await publish_command(transport, b"poison")
-        fine = await publish_command(transport, b"fine")
-        assert (await handled.next()).message_id == fine
-        dead = await eventually_get(transport, VIM_DEAD)
-    await dead.ack()
-    await consumer.stop()
-
-    assert [d.delivery_count for d in poisoned] == list(range(DELIVERY_LIMIT + 1))
-    assert [d.redelivered for d in poisoned] == [False] + [True] * DELIVERY_LIMIT
-    assert dead.message_id == poison
-    assert dead.headers[REASON_HEADER] == "delivery_limit"
-    assert dead.headers[SOURCE_QUEUE_HEADER] == VIM_QUEUE
-    assert dead.delivery_count == 0
-    assert "handler failed" in caplog.text
-
-
-async def test_dead_letter_parks_a_copy_with_its_reason(transport: Transport) -> None:
-    async def reject(delivery: Delivery) -> None:
-        await delivery.dead_letter("unknown schema_version")
-
-    consumer = await transport.consume(VIM_QUEUE, reject)
-    message_id = await publish_command(transport, b"bad", headers={"traceparent": "t-1"})
-    dead = await eventually_get(transport, VIM_DEAD)
-    await dead.ack()
-    await consumer.stop()
-
-    assert (dead.body, dead.message_id) == (b"bad", message_id)
-    assert (dead.exchange, dead.routing_key) == (DEAD_LETTER_EXCHANGE, VIM_QUEUE)
-    assert dead.headers[REASON_HEADER] == "unknown schema_version"
-    assert dead.headers[SOURCE_QUEUE_HEADER] == VIM_QUEUE
-    assert dead.headers["traceparent"] == "t-1"
-    assert await transport.get(VIM_QUEUE) is None  # the original was acked
-
-
-async def test_a_handler_that_always_raises_is_dead_lettered_with_its_error(
-    transport: Transport,
-) -> None:
-    counts: list[int] = []
-
-    async def crash(delivery: Delivery) -> None:
-        counts.append(delivery.delivery_count)
-        raise ValueError("no such key 'vnf' " + "x" * 600)
-
-    consumer = await transport.consume(VIM_QUEUE, crash)
-    message_id = await publish_command(transport, b"crash", headers={"traceparent": "t-2"})
-    dead = await eventually_get(transport, VIM_DEAD)
-    await dead.ack()
-    await consumer.stop()
-
-    # Dead-lettered by the consumer at its last delivery, not requeued once more.
-    assert counts == list(range(DELIVERY_LIMIT + 1))
-    assert (dead.body, dead.message_id) == (b"crash", message_id)
-    assert dead.headers[REASON_HEADER] == HANDLER_CRASHED
-    error = dead.headers[ERROR_HEADER]
-    assert error.startswith("ValueError: no such key 'vnf' xxx")
-    assert len(error) == 500
-    assert dead.headers[SOURCE_QUEUE_HEADER] == VIM_QUEUE
-    assert dead.headers[ORIGINAL_EXCHANGE_HEADER] == COMMANDS_EXCHANGE
-    assert dead.headers[ORIGINAL_ROUTING_KEY_HEADER] == "vim"
-    assert dead.headers[DEAD_AT_HEADER].endswith("Z")
-    assert dead.headers["traceparent"] == "t-2"
-    assert "x-first-death-reason" not in dead.headers  # not the broker's doing
-    assert await transport.get(VIM_QUEUE) is None
-
-
-async def test_the_queue_s_own_delivery_limit_is_known_to_its_consumer(
-    transport: Transport,
-) -> None:
-    crashed: list[int] = []
-    returned: list[int] = []
-
-    async def handler(delivery: Delivery) -> None:
-        assert delivery.delivery_limit == SHORT_LIMIT
-        if delivery.body == b"crash":
-            crashed.append(delivery.delivery_count)
-            raise RuntimeError("bug")
-        returned.append(delivery.delivery_count)
-        await delivery.requeue()  # the broker's own dead-lettering, by the limit
-
-    consumer = await transport.consume(SHORT_QUEUE, handler)
-    await transport.publish(COMMANDS_EXCHANGE, "short", b"crash", message_id="m-crash")
-    await transport.publish(COMMANDS_EXCHANGE, "short", b"return", message_id="m-return")
-    short_dead = dead_letter_queue(SHORT_QUEUE)
-    dead: dict[str, Delivery] = {}
-
-    async def both() -> bool:
-        while (delivery := await transport.get(short_dead)) is not None:
-            await delivery.ack()
-            dead[delivery.message_id or ""] = delivery
-        return len(dead) == 2
-
-    await eventually(both)
-    await consumer.stop()
-
-    assert crashed == returned == list(range(SHORT_LIMIT + 1))
-    assert dead["m-crash"].headers[REASON_HEADER] == HANDLER_CRASHED
-    assert dead["m-crash"].headers[ERROR_HEADER] == "RuntimeError: bug"
-    broker = dead["m-return"].headers
-    assert broker[REASON_HEADER] == "delivery_limit"
-    assert ERROR_HEADER not in broker
-    # Filled in from x-first-death-* and x-death: every dead letter says where it came from.
-    assert broker[SOURCE_QUEUE_HEADER] == SHORT_QUEUE
-    assert broker[ORIGINAL_EXCHANGE_HEADER] == COMMANDS_EXCHANGE
-    assert broker[ORIGINAL_ROUTING_KEY_HEADER] == "short"
-    assert broker[DEAD_AT_HEADER].endswith("Z")
-    # A dead-letter queue has no limit: nothing dead-letters a dead letter.
-    assert dead["m-crash"].delivery_limit is None
-    assert TOPOLOGY.delivery_limit("not.declared.here") == DELIVERY_LIMIT
 
 
 async def test_the_default_exchange_routes_to_the_queue_named_by_the_key(
@@ -508,162 +276,3 @@ async def test_lifecycle_depth_ping_and_graceful_close(backend: Backend) -> None
     async with backend.open() as observer:
         await eventually_depth(observer, COORDINATOR_REPLIES_QUEUE, 1)
         assert await observer.queue_depth(VIM_QUEUE) == 1  # a closing transport takes no more
-
-
-# Only the AMQP transport has a network to lose.
-
-
-class FlakyProxy:
-    """A TCP proxy to RabbitMQ that can cut every connection and refuse new ones."""
-
-    def __init__(self, port: int) -> None:
-        self._port = port
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
-        self._handlers: set[asyncio.Task[object]] = set()
-        self.up = True
-
-    async def start(self) -> int:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
-        port: int = self._server.sockets[0].getsockname()[1]
-        return port
-
-    async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._handlers.add(task)
-        try:
-            if not self.up:
-                return
-            upstream_reader, upstream_writer = await asyncio.open_connection(
-                "127.0.0.1", self._port
-            )
-            self._writers |= {writer, upstream_writer}
-            await asyncio.gather(
-                self._pipe(reader, upstream_writer), self._pipe(upstream_reader, writer)
-            )
-        finally:
-            writer.close()
-            self._handlers.discard(task)
-
-    @staticmethod
-    async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except OSError:
-            pass
-        finally:
-            writer.close()
-
-    def cut(self) -> None:
-        self.up = False
-        for writer in self._writers:
-            writer.close()
-        self._writers.clear()
-
-    async def close(self) -> None:
-        self.cut()
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-        if self._handlers:
-            await asyncio.wait(self._handlers, timeout=WAIT)
-
-
-@pytest.mark.amqp
-async def test_amqp_outage_bounds_publish_and_consumers_survive(fresh_amqp_url: str) -> None:
-    parts = urlsplit(fresh_amqp_url)
-    proxy = FlakyProxy(parts.port or 5672)
-    port = await proxy.start()
-    netloc = f"{parts.username}:{parts.password}@127.0.0.1:{port}"
-    url = urlunsplit((parts.scheme, netloc, parts.path, "reconnect_interval=0.2", ""))
-    transport = open_transport(url, TOPOLOGY, publish_timeout=0.5)
-    try:
-        await transport.connect()
-        inbox = Inbox()
-        consumer = await transport.consume(VIM_QUEUE, inbox.ack)
-        await publish_command(transport)
-        await inbox.next()
-
-        proxy.cut()
-        with pytest.raises(PublishError):  # PublishTimeout, or the last attempt's failure
-            await publish_command(transport)
-        assert not await transport.ping()
-
-        proxy.up = True
-        await eventually(transport.ping)
-        after = await publish_command(transport)
-        # The restored consumer gets it (maybe after a redelivery of the first message,
-        # whose ack may have been lost with the connection).
-        while (await inbox.next()).message_id != after:
-            pass
-        await consumer.stop()
-    finally:
-        await transport.close()
-        await proxy.close()
-
-
-async def test_amqp_unreachable_broker_fails_to_connect() -> None:
-    transport = open_transport("amqp://guest:guest@127.0.0.1:1/", TOPOLOGY, publish_timeout=0.5)
-    with pytest.raises(TransportError):
-        await transport.connect()
-    await transport.close()
-
-
-# Only the memory broker has join().
-
-
-async def test_memory_join_waits_until_the_queue_is_drained() -> None:
-    broker = MemoryBroker()
-    async with open_transport("memory://", TOPOLOGY, memory_broker=broker) as transport:
-        inbox = Inbox()
-        consumer = await transport.consume(VIM_QUEUE, inbox.ack)
-        for _ in range(3):
-            await publish_command(transport)
-        await broker.join(VIM_QUEUE, timeout=WAIT)
-        assert inbox.seen.qsize() == 3
-        await consumer.stop()
-
-        async def broken(delivery: Delivery) -> None:
-            raise ValueError("handler bug")
-
-        consumer = await transport.consume(VIM_QUEUE, broken)
-        await publish_command(transport)
-        with pytest.raises(ValueError, match="handler bug"):
-            await broker.join(VIM_QUEUE, timeout=WAIT, fail_fast=True)
-        await consumer.stop()
-
-        await publish_command(transport)  # nobody consumes: join gives up
-        with pytest.raises(TimeoutError):
-            await broker.join(VIM_QUEUE, timeout=0.05)
-
-
-def test_open_transport_chooses_by_scheme() -> None:
-    with pytest.raises(ValueError, match="memory_broker"):
-        open_transport("memory://", TOPOLOGY)
-    with pytest.raises(ValueError, match="scheme"):
-        open_transport("kafka://localhost", TOPOLOGY)
-
-
-@pytest.mark.amqp
-async def test_a_transport_that_may_not_declare_checks_the_topology_exists(
-    fresh_amqp_url: str,
-) -> None:
-    with pytest.raises(TopologyMissing, match=r"exchange 'convection\.\w+' does not exist"):
-        async with open_transport(fresh_amqp_url, TOPOLOGY, declare=False):
-            pass
-    async with open_transport(fresh_amqp_url, TOPOLOGY):
-        pass  # declared by someone who may
-    missing = Topology(exchanges=TOPOLOGY.exchanges, queues=(Queue("test.nobody-declared"),))
-    with pytest.raises(TopologyMissing, match=r"queue 'test\.nobody-declared' does not exist"):
-        async with open_transport(fresh_amqp_url, missing, declare=False):
-            pass
-    async with open_transport(fresh_amqp_url, TOPOLOGY, declare=False) as checked:
-        assert await checked.queue_depth(VIM_QUEUE) == 0
-
-
-def test_a_memory_url_names_the_user_its_messages_carry() -> None:
-    named = open_transport("memory://convection-vim@", TOPOLOGY, memory_broker=MemoryBroker())
-    assert named.user == "convection-vim"

@@ -5,6 +5,7 @@ A `Stack` spawns coordinators, participants and the VIM simulator with one set o
 from the coordinator's tables. `installed_venv` builds the workspace's distributions (and the
 example package) as wheels and installs them into a fresh virtual environment, so a test
 runs what a team would install, not the project's sources.
+`url_as`, `rabbitmqctl` and `queue_depths` administer the machine's broker by hand.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aio_pika
 import aiohttp
@@ -196,3 +198,34 @@ class Stack:
         finally:
             await self._connection.close()
             await asyncio.to_thread(self.group.close)
+
+
+# The machine's broker, administered by hand (users, permissions, queue depths).
+
+
+def url_as(admin_url: str, user: str) -> str:
+    """`admin_url` as broker user `user` (on the same host, port and vhost)."""
+    # The setup's default password is the user name; the intruder's is too.
+    parts = urlsplit(admin_url)
+    return f"amqp://{user}:{user}@{parts.hostname}:{parts.port or 5672}{parts.path}"
+
+
+def rabbitmqctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run the machine's `rabbitmqctl`; with `check`, fail loudly on a non-zero exit."""
+    done = subprocess.run(
+        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+    if check and done.returncode:
+        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+    return done
+
+
+def queue_depths(vhost: str) -> dict[str, int]:
+    """Messages (ready and unacknowledged) in every queue of the vhost."""
+    done = rabbitmqctl("list_queues", "-q", "--no-table-headers", "-p", vhost, "name", "messages")
+    depths: dict[str, int] = {}
+    for line in done.stdout.splitlines():
+        name, _, messages = line.rpartition("\t")
+        if name:
+            depths[name] = int(messages)
+    return depths

@@ -10,8 +10,10 @@ import asyncio
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
@@ -195,3 +197,60 @@ def test_a_bench_saga_of_too_many_steps_is_refused_before_anything_runs() -> Non
     )
     assert done.returncode == 2
     assert "bench.noop takes 1 to 100 steps" in done.stderr
+
+
+def _ignore_sigint() -> None:
+    # What a shell without job control does to a command it starts in the background.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_bench_and_leaves_nothing_behind(signum: int, tmp_path: Path) -> None:
+    log = tmp_path / "bench.log"
+    argv = [CONVECTION, "bench", "--sagas", "400", "--warmup", "2", "--latency-sagas", "0"]
+    argv += ["--participant-delay-ms", "1000", "--amqp-url", f"{AMQP_BASE}/"]
+    with log.open("w") as sink:
+        bench = subprocess.Popen(
+            [*argv, "--db-url", PG_ADMIN_URL],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            env=clean_environ(),
+            preexec_fn=_ignore_sigint,
+        )
+        try:
+            deadline = time.monotonic() + 200
+            # The participant slowed: the first round of 100 sagas is still running when it ends.
+            while "throughput-0: 100 sagas" not in log.read_text():
+                assert bench.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.5)
+            children = _children(bench.pid)
+            assert len(children) == 2, children  # a coordinator and a participant
+            bench.send_signal(signum)
+            code = bench.wait(timeout=120)
+        finally:
+            if bench.poll() is None:
+                bench.kill()
+    text = log.read_text()
+    assert code == 128 + signum, text
+    assert f"stopped by {signal.Signals(signum).name}" in text, text
+    database = re.search(r"database (bench_convection_x1_\w+)", text)
+    vhost = re.search(r"5672/(bench-convection-x1-[\w-]+)", text)
+    assert database and vhost, text
+    assert database.group(1) not in asyncio.run(_databases())
+    assert vhost.group(1) not in _vhosts()
+    for pid in children:
+        assert not Path(f"/proc/{pid}").exists() or _zombie(pid), f"process {pid} left running"
+
+
+def _children(pid: int) -> list[int]:
+    found = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return [int(child) for child in found]
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1].startswith("Z")
+    except (FileNotFoundError, IndexError):
+        return True

@@ -29,8 +29,8 @@ from convection.client import Client
 from coordinator.api import ApiServer, ApiSettings
 from coordinator.service import Coordinator
 from sagas import osm_registry
+from tests.integration.api_support import UndoFailing, steered_participant
 from tests.integration.coord_support import eventually, migrate, settings
-from tests.integration.test_api import UndoFailing, steered_participant
 from tests.unit.world import example
 
 pytestmark = [pytest.mark.amqp, pytest.mark.postgres, pytest.mark.asyncio(loop_scope="module")]

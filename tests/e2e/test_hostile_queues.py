@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import subprocess
 import sys
 import time
 from collections import Counter
@@ -37,6 +36,7 @@ import pytest
 from contracts import topology
 from contracts.base import new_id
 from coordinator.broker_setup import CLIENT_USER, COORDINATOR_USER, service_user
+from tests.e2e.stack import queue_depths, rabbitmqctl, url_as
 from tests.e2e.test_dead_letters_e2e import metrics, sample
 from tests.e2e.test_operator_verbs import Ops
 from tests.faults.private import free_port
@@ -61,21 +61,6 @@ IN_FLIGHT = 32
 """Publishes in flight at once."""
 CHANNELS = 4
 """Channels per publishing user."""
-
-
-def _as(admin_url: str, user: str) -> str:
-    # The setup's default password is the user name; the intruder's is too.
-    parts = urlsplit(admin_url)
-    return f"amqp://{user}:{user}@{parts.hostname}:{parts.port or 5672}{parts.path}"
-
-
-def _rabbitmqctl(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(
-        ["rabbitmqctl", *args], capture_output=True, text=True, timeout=60, check=False
-    )
-    if check and done.returncode:
-        raise RuntimeError(f"rabbitmqctl {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
-    return done
 
 
 @dataclass(frozen=True)
@@ -175,7 +160,7 @@ class Publishers:
         self._turn = count()
 
     async def open(self, user: str) -> None:
-        connection = await aio_pika.connect(_as(self._admin_url, user))
+        connection = await aio_pika.connect(url_as(self._admin_url, user))
         self._stack.push_async_callback(connection.close)
         self._channels[user] = [
             await connection.channel(publisher_confirms=True) for _ in range(CHANNELS)
@@ -214,32 +199,21 @@ async def publish_all(publishers: Publishers, copies: list[Copy]) -> None:
             group.create_task(one_case(mine))
 
 
-def queue_depths(vhost: str) -> dict[str, int]:
-    """Messages (ready and unacknowledged) in every queue of the vhost."""
-    done = _rabbitmqctl("list_queues", "-q", "--no-table-headers", "-p", vhost, "name", "messages")
-    depths: dict[str, int] = {}
-    for line in done.stdout.splitlines():
-        name, _, messages = line.rpartition("\t")
-        if name:
-            depths[name] = int(messages)
-    return depths
-
-
 @asynccontextmanager
 async def intruder(vhost: str) -> AsyncIterator[None]:
     """The corpus's INTRUDER: a broker user with every right on `vhost`."""
-    created = _rabbitmqctl("add_user", INTRUDER, INTRUDER, check=False).returncode == 0
+    created = rabbitmqctl("add_user", INTRUDER, INTRUDER, check=False).returncode == 0
     if not created:
         # Left by another test on this broker: take it as it is, with its known password.
-        _rabbitmqctl("change_password", INTRUDER, INTRUDER)
+        rabbitmqctl("change_password", INTRUDER, INTRUDER)
     try:
-        _rabbitmqctl("set_permissions", "-p", vhost, INTRUDER, ".*", ".*", ".*")
+        rabbitmqctl("set_permissions", "-p", vhost, INTRUDER, ".*", ".*", ".*")
         yield
     finally:
         if created:
-            _rabbitmqctl("delete_user", INTRUDER, check=False)
+            rabbitmqctl("delete_user", INTRUDER, check=False)
         else:
-            _rabbitmqctl("clear_permissions", "-p", vhost, INTRUDER, check=False)
+            rabbitmqctl("clear_permissions", "-p", vhost, INTRUDER, check=False)
 
 
 def summary(copies: list[Copy], rows: Mapping[str, Mapping[str, Any]], seconds: float) -> str:
@@ -293,7 +267,7 @@ async def test_every_queue_dead_letters_the_hostile_corpus_with_its_reason(
         s.spawn(
             "coordinator",
             "coordinator",
-            CONVECTION_AMQP_URL=_as(fresh_amqp_url, COORDINATOR_USER),
+            CONVECTION_AMQP_URL=url_as(fresh_amqp_url, COORDINATOR_USER),
             CONVECTION_SERVICE_USERS=users,
             CONVECTION_API_PORT=s.api.rsplit(":", 1)[1],
         )
@@ -302,7 +276,7 @@ async def test_every_queue_dead_letters_the_hostile_corpus_with_its_reason(
             s.spawn(
                 f"{service}_adapter",
                 f"{service}_adapter",
-                CONVECTION_AMQP_URL=_as(fresh_amqp_url, service_user(service)),
+                CONVECTION_AMQP_URL=url_as(fresh_amqp_url, service_user(service)),
                 CONVECTION_COORDINATOR_USER=COORDINATOR_USER,
                 CONVECTION_DECLARE_TOPOLOGY="false",
             )

@@ -9,16 +9,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
-from coordinator.api import ApiServer, ApiSettings
-from coordinator.service import Coordinator
-from sagas import osm_registry
 from tests.hostile.corpus import API, cases
-from tests.integration.coord_support import Db, migrate, settings
-from tests.integration.test_api import OPERATOR, TOKENS, Api, steered_participant
+from tests.integration.api_support import OPERATOR, Api, serving_api
 from tests.unit.world import example
 
 pytestmark = [pytest.mark.amqp, pytest.mark.postgres, pytest.mark.asyncio(loop_scope="module")]
@@ -35,27 +30,9 @@ STATUS = {
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def api(urls: tuple[str, str]) -> AsyncIterator[Api]:
-    amqp_url, pg_url = urls
-    await migrate(pg_url)
-    participant, hold, fail = await steered_participant(amqp_url)
-    db = Db(pg_url)
     # The default body limit: the corpus's at-limit case is exactly that many bytes.
-    api_settings = ApiSettings(port=0, tokens=TOKENS)
-    try:
-        async with (
-            Coordinator(settings(amqp_url, pg_url), registry=osm_registry()) as coordinator,
-            aiohttp.ClientSession() as session,
-        ):
-            server = ApiServer(coordinator, api_settings)
-            url = await server.start()
-            try:
-                yield Api(url, coordinator, participant, db, session, hold, fail)
-            finally:
-                await server.stop()
-    finally:
-        await participant.stop()
-        await participant.transport.close()
-        await db.close()
+    async with serving_api(urls) as served:
+        yield served
 
 
 async def _raw(api: Api, method: str, path: str, data: bytes | None = None) -> tuple[int, Any]:

@@ -8,16 +8,15 @@ import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
 from convection.client import ApiError, Client
-from coordinator.api import ApiServer, ApiSettings
-from coordinator.service import Coordinator
-from sagas import osm_registry
-from tests.integration.coord_support import Db, migrate, settings
-from tests.integration.test_api import TOKENS, Api, _compensation_failed, steered_participant
+from tests.integration.api_support import (
+    Api,
+    _compensation_failed,
+    serving_api,
+)
 from tests.unit.world import example
 
 pytestmark = [pytest.mark.amqp, pytest.mark.postgres, pytest.mark.asyncio(loop_scope="module")]
@@ -27,25 +26,8 @@ STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def api(urls: tuple[str, str]) -> AsyncIterator[Api]:
-    amqp_url, pg_url = urls
-    await migrate(pg_url)
-    participant, hold, fail = await steered_participant(amqp_url)
-    db = Db(pg_url)
-    try:
-        async with (
-            Coordinator(settings(amqp_url, pg_url), registry=osm_registry()) as coordinator,
-            aiohttp.ClientSession() as session,
-        ):
-            server = ApiServer(coordinator, ApiSettings(port=0, tokens=TOKENS))
-            url = await server.start()
-            try:
-                yield Api(url, coordinator, participant, db, session, hold, fail)
-            finally:
-                await server.stop()
-    finally:
-        await participant.stop()
-        await participant.transport.close()
-        await db.close()
+    async with serving_api(urls) as served:
+        yield served
 
 
 async def _ids(api: Api, **params: str) -> list[str]:

@@ -12,8 +12,8 @@ import pytest
 from coordinator.service import Coordinator
 from coordinator.store.dialect import LEASE_APPLICATION, asyncpg_dsn
 from sagas import osm_registry
+from tests.integration.api_support import steered_participant
 from tests.integration.coord_support import eventually, migrate, settings
-from tests.integration.test_api import steered_participant
 from tests.unit.world import example
 
 pytestmark = [pytest.mark.amqp, pytest.mark.postgres]

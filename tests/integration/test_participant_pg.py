@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 
 from contracts import vim
-from convection import Participant, StepContext, handles, participant_store, pg_driver
+from convection import Participant, StepContext, handles, participant_sql, pg_driver
 from convection.db import make_engine
-from convection.participant_store import ReplyStore
+from convection.participant_store import ReplyStore, StoredReply
 from convection.transport import MemoryBroker, Transport
 from tests.integration.adapter_support import command, connected, next_reply, send
 from tests.unit import test_participant_flow as flow
@@ -99,12 +99,12 @@ async def test_the_claim_reads_a_few_rows_however_its_plan_was_made(
     engine = make_engine(fresh_pg_url, pool_size=1)
     store = ReplyStore(engine, "echo")
     await store.create_tables()
-    claim = participant_store._CLAIM_SQL
+    claim = participant_sql.CLAIM_SQL
     try:
         async with engine.connect() as conn:
             for _ in range(8):  # past the five custom plans before a generic one
                 await pg_driver.fetch_alone(conn, claim, ("echo", "k", "k", "k", 1))
-                await pg_driver.fetch_alone(conn, participant_store._UNLOCK_SQL, (1,))
+                await pg_driver.fetch_alone(conn, participant_sql.UNLOCK_SQL, (1,))
             await conn.execute(
                 text(
                     "INSERT INTO convection_participant_replies (service, idempotency_key, "
@@ -121,7 +121,7 @@ async def test_the_claim_reads_a_few_rows_however_its_plan_was_made(
             rows = await pg_driver.fetch(conn, claim, ("echo", "k7", "k9", "k7", 1))
             after = (await conn.execute(text(counts))).one()
             await conn.rollback()
-            await pg_driver.fetch_alone(conn, participant_store._UNLOCK_SQL, (1,))
+            await pg_driver.fetch_alone(conn, participant_sql.UNLOCK_SQL, (1,))
         assert sorted(r["idempotency_key"] for r in rows) == ["k7", "k9"]
         assert after.seq_scan == before.seq_scan, "the claim scanned the table"
         fetched = after.idx_tup_fetch - before.idx_tup_fetch
@@ -160,7 +160,7 @@ async def test_a_claim_holds_its_key_until_settled_and_leaves_no_lock(fresh_pg_u
             waiting = asyncio.create_task(claim_again())
             await asyncio.sleep(0.3)
             assert not waiting.done(), "the second claim did not wait for the lock"
-            stored = participant_store.StoredReply("succeeded", {"x": 1}, None)
+            stored = StoredReply("succeeded", {"x": 1}, None)
             await slot.save("k", stored, undoes_key=None, saga_id="s", step="st")
             order.append("first settled")
         await waiting
@@ -189,7 +189,7 @@ async def test_an_unlock_that_finds_no_lock_fails_and_names_the_pooling(fresh_pg
             when = datetime.now(UTC)
             args = ("echo", "k", None, "succeeded", "{}", None, "s", "st", when, 42)
             with pytest.raises(Exception, match="not held by this database session") as caught:
-                await pg_driver.fetch_alone(conn, participant_store._SETTLE_SQL, args)
+                await pg_driver.fetch_alone(conn, participant_sql.SETTLE_SQL, args)
             assert "session" in str(getattr(caught.value, "hint", ""))
             await conn.invalidate()
         async with engine.connect() as conn:

@@ -297,3 +297,22 @@ class World:
     def status(self, saga_id: str) -> SagaStatus:
         """The status of one saga."""
         return self.sagas[saga_id].status
+
+
+# Helpers of the engine's table tests.
+
+
+def started(
+    world: World, saga_type: str = "ns.instantiate", saga_id: str = "s1", **changes: object
+) -> SagaState:
+    world.start(saga_type, saga_id, example(saga_type, **changes))
+    return world.sagas[saga_id]
+
+
+def run_until(world: World, step: str) -> None:
+    """Run commands until the first command of `step` is in the outbox."""
+    for _ in range(100):
+        if any(c.step == step for c in world.outbox):
+            return
+        world.drain_one()
+    raise AssertionError(f"{step} never started")

@@ -95,6 +95,7 @@ def register(app: typer.Typer) -> None:
         from convection_bench.progress import Ui
         from convection_bench.report import render, write_json
         from convection_bench.resources import libpq_url, redact
+        from convection_bench.signals import Stopped, until_signalled
         from convection_bench.system import (
             BenchError,
             Endpoints,
@@ -143,13 +144,14 @@ def register(app: typer.Typer) -> None:
             logging.getLogger(noisy).setLevel(logging.CRITICAL)
         try:
             base = Endpoints(amqp_url, libpq_url(db_url))
-            figures = asyncio.run(run_bench(systems, plan, base, ui))
+            figures = asyncio.run(until_signalled(run_bench(systems, plan, base, ui)))
         except BenchError as exc:
             typer.echo(f"bench failed: {exc}", err=True)
             raise typer.Exit(1) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted: processes stopped, databases and vhosts dropped", err=True)
-            raise typer.Exit(130) from None
+        except (KeyboardInterrupt, Stopped) as exc:
+            why = f"stopped by {exc}" if isinstance(exc, Stopped) else "interrupted"
+            typer.echo(f"{why}: processes stopped, databases and vhosts dropped", err=True)
+            raise typer.Exit(128 + exc.signum if isinstance(exc, Stopped) else 130) from None
         # Off a terminal rich assumes 80 columns, too few for the cost table.
         render(figures, Console(width=None if sys.stdout.isatty() else 120))
         if json_path is not None:

@@ -4,32 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-_PROBLEM = {"$ref": "#/components/schemas/Problem"}
-
-
-def _errors(*codes: int) -> dict[str, Any]:
-    text = {
-        400: "Bad request (not JSON, bad query)",
-        401: "Missing or unknown token",
-        403: "The token's role may not do this",
-        404: "No such saga, step or dead letter (or not a saga id)",
-        409: "Not possible now (the saga's current state; a dead letter replayed already)",
-        413: "Body too large",
-        422: "The body or input does not validate",
-        503: "Not ready (or the broker failed)",
-    }
-    return {
-        str(c): {
-            "description": text[c],
-            "content": {"application/problem+json": {"schema": _PROBLEM}},
-        }
-        for c in codes
-    }
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
+from coordinator.openapi_dead_letters import DEAD_LETTER_SCHEMAS, dead_letter_paths
+from coordinator.openapi_parts import errors, response
 
 _SAGA_ID = {
     "name": "saga_id",
@@ -64,137 +40,7 @@ _REASON = {
     "required": True,
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Reason"}}},
 }
-_ACCEPTED = _json({"$ref": "#/components/schemas/Accepted"}, "Accepted")
-_DEAD_LETTER_ID = {
-    "name": "dead_letter_id",
-    "in": "path",
-    "required": True,
-    "schema": {"type": "integer"},
-}
-_NULLABLE_STRING = {"type": ["string", "null"]}
-
-
-def _body(schema: str) -> dict[str, Any]:
-    ref = {"$ref": f"#/components/schemas/{schema}"}
-    return {"required": True, "content": {"application/json": {"schema": ref}}}
-
-
-DEAD_LETTER_SCHEMAS: dict[str, Any] = {
-    "DeadLetter": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "queue": {"type": "string", "description": "the queue it died in"},
-            "reason": {"type": "string"},
-            "error": _NULLABLE_STRING,
-            "message_id": _NULLABLE_STRING,
-            "message_type": _NULLABLE_STRING,
-            "saga_id": _NULLABLE_STRING,
-            "dead_at": {"type": "string", "format": "date-time"},
-            "collected_at": {"type": "string", "format": "date-time"},
-            "replayed_at": _NULLABLE_STRING,
-            "replay_message_id": _NULLABLE_STRING,
-            "size": {"type": "integer", "description": "bytes of the body"},
-        },
-    },
-    "DeadLetterDetail": {
-        "allOf": [
-            {"$ref": "#/components/schemas/DeadLetter"},
-            {
-                "type": "object",
-                "properties": {
-                    "headers": {"type": "object"},
-                    "body": {"type": "string", "description": "when the body is UTF-8"},
-                    "body_base64": {"type": "string", "description": "when it is not"},
-                    "content_type": _NULLABLE_STRING,
-                    "replayed_by": _NULLABLE_STRING,
-                    "replay_reason": _NULLABLE_STRING,
-                },
-            },
-        ]
-    },
-    "Replay": {
-        "type": "object",
-        "required": ["reason"],
-        "additionalProperties": False,
-        "properties": {
-            "reason": {"type": "string", "minLength": 1},
-            "again": {"type": "boolean", "description": "replay one replayed before"},
-        },
-    },
-    "Purge": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "at least one selector; every given one must match",
-        "properties": {
-            "ids": {"type": "array", "items": {"type": "integer"}},
-            "queue": {"type": "string"},
-            "reason": {"type": "string"},
-            "replayed": {"type": "boolean"},
-        },
-    },
-}
-"""The schemas of the dead-letter routes."""
-
-
-def dead_letter_paths() -> dict[str, Any]:
-    """Return the paths of the dead-letter routes."""
-    page = {
-        "type": "object",
-        "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/DeadLetter"}},
-            "next_cursor": _NULLABLE_STRING,
-        },
-    }
-    replayed = {
-        "type": "object",
-        "properties": {"id": {"type": "integer"}, "replay_message_id": {"type": "string"}},
-    }
-    query = ("queue", "reason", "saga_id", "replayed", "limit", "cursor")
-    return {
-        "/dead-letters": {
-            "get": {
-                "summary": "List dead letters, newest first (unknown parameters: 400)",
-                "parameters": [
-                    {"name": n, "in": "query", "schema": {"type": "string"}} for n in query
-                ],
-                "responses": {"200": _json(page, "A page of dead letters"), **_errors(400, 401)},
-            }
-        },
-        "/dead-letters/purge": {
-            "post": {
-                "summary": "Delete the dead letters the selectors match",
-                "requestBody": _body("Purge"),
-                "responses": {
-                    "200": _json({"type": "object"}, "How many were purged"),
-                    **_errors(400, 401, 403, 413, 422),
-                },
-            }
-        },
-        "/dead-letters/{dead_letter_id}": {
-            "get": {
-                "summary": "One dead letter with its headers and body",
-                "parameters": [_DEAD_LETTER_ID],
-                "responses": {
-                    "200": _json(
-                        {"$ref": "#/components/schemas/DeadLetterDetail"}, "The dead letter"
-                    ),
-                    **_errors(401, 404),
-                },
-            }
-        },
-        "/dead-letters/{dead_letter_id}/replay": {
-            "post": {
-                "summary": "Publish it again to the queue it died in, with a new message id",
-                "parameters": [_DEAD_LETTER_ID],
-                "requestBody": _body("Replay"),
-                "responses": {
-                    "202": _json(replayed, "Replayed"),
-                    **_errors(400, 401, 403, 404, 409, 413, 422, 503),
-                },
-            }
-        },
-    }
+_ACCEPTED = response({"$ref": "#/components/schemas/Accepted"}, "Accepted")
 
 
 def document() -> dict[str, Any]:
@@ -202,7 +48,7 @@ def document() -> dict[str, Any]:
     verb = {
         "parameters": [_SAGA_ID],
         "requestBody": _REASON,
-        "responses": {"202": _ACCEPTED, **_errors(400, 401, 403, 404, 409, 413, 422)},
+        "responses": {"202": _ACCEPTED, **errors(400, 401, 403, 404, 409, 413, 422)},
     }
     return {
         "openapi": "3.1.0",
@@ -294,7 +140,7 @@ def document() -> dict[str, Any]:
                             }
                         },
                     },
-                    "responses": {"202": _ACCEPTED, **_errors(400, 401, 403, 409, 413, 422)},
+                    "responses": {"202": _ACCEPTED, **errors(400, 401, 403, 409, 413, 422)},
                 },
                 "get": {
                     "summary": "List sagas, newest first; an unknown parameter or a bad value is "
@@ -307,7 +153,7 @@ def document() -> dict[str, Any]:
                         _INPUT_FIELD,
                     ],
                     "responses": {
-                        "200": _json(
+                        "200": response(
                             {
                                 "type": "object",
                                 "properties": {
@@ -320,7 +166,7 @@ def document() -> dict[str, Any]:
                             },
                             "A page of sagas",
                         ),
-                        **_errors(400, 401),
+                        **errors(400, 401),
                     },
                 },
             },
@@ -329,8 +175,8 @@ def document() -> dict[str, Any]:
                     "summary": "One saga: steps, history, trace id, lock position",
                     "parameters": [_SAGA_ID],
                     "responses": {
-                        "200": _json({"$ref": "#/components/schemas/Saga"}, "The saga"),
-                        **_errors(400, 401, 404),
+                        "200": response({"$ref": "#/components/schemas/Saga"}, "The saga"),
+                        **errors(400, 401, 404),
                     },
                 }
             },
@@ -363,8 +209,8 @@ def document() -> dict[str, Any]:
                         {"name": "window", "in": "query", "schema": {"type": "integer"}}
                     ],
                     "responses": {
-                        "200": _json({"type": "object"}, "Statistics"),
-                        **_errors(400, 401),
+                        "200": response({"type": "object"}, "Statistics"),
+                        **errors(400, 401),
                     },
                 }
             },
@@ -373,8 +219,8 @@ def document() -> dict[str, Any]:
                     "summary": "The saga types this coordinator runs: versions, steps, locks, "
                     "input JSON Schema",
                     "responses": {
-                        "200": _json({"type": "object"}, "Saga types"),
-                        **_errors(401),
+                        "200": response({"type": "object"}, "Saga types"),
+                        **errors(401),
                     },
                 }
             },
@@ -383,7 +229,7 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "Alive",
                     "security": [],
-                    "responses": {"200": _json({"type": "object"}, "Alive")},
+                    "responses": {"200": response({"type": "object"}, "Alive")},
                 }
             },
             "/readyz": {
@@ -391,8 +237,8 @@ def document() -> dict[str, Any]:
                     "summary": "Database, broker and schema ready",
                     "security": [],
                     "responses": {
-                        "200": _json({"type": "object"}, "Ready"),
-                        "503": _json({"type": "object"}, "Not ready"),
+                        "200": response({"type": "object"}, "Ready"),
+                        "503": response({"type": "object"}, "Not ready"),
                     },
                 }
             },
@@ -407,7 +253,7 @@ def document() -> dict[str, Any]:
                 "get": {
                     "summary": "This document",
                     "security": [],
-                    "responses": {"200": _json({"type": "object"}, "OpenAPI")},
+                    "responses": {"200": response({"type": "object"}, "OpenAPI")},
                 }
             },
         },

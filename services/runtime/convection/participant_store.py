@@ -50,6 +50,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from contracts import utc_now
 from contracts.base import JsonObject
+from convection import participant_sql as sql
 from convection import pg_driver
 from convection.tracing import db_span
 
@@ -118,74 +119,6 @@ class Recall:
 
 
 _TABLE = REPLIES.name
-# The claim's read: the key's own outcome, the forward step a compensation undoes, and a
-# forward key's tombstone ($1 service, $2 key, $3 undone key, $4 tombstone key). Each key is
-# looked up by equality on the whole primary key: PL/pgSQL plans a statement once for every
-# call, and with `idempotency_key IN ($2, $3)` a plan made while the table was nearly empty
-# scanned all of the service's rows on every call (3,000 buffers a command after 6,000
-# commands: BENCHMARKS.md). The routines' names carry a version: a new body gets a new name,
-# so processes of two releases can share a database.
-_CLAIM_DDL = """
-CREATE OR REPLACE FUNCTION convection_participant_claim_v2(
-    text, text, text, text, lock_id bigint)
-RETURNS TABLE (idempotency_key text, outcome text, result text, error text, tomb boolean)
-LANGUAGE plpgsql VOLATILE AS $body$
-#variable_conflict use_column
-BEGIN
-  IF current_setting('transaction_isolation') <> 'read committed' THEN
-    -- Only READ COMMITTED gives the read below a snapshot taken after the lock was granted.
-    RAISE EXCEPTION 'the participant''s claim needs READ COMMITTED, not %',
-      current_setting('transaction_isolation')
-      USING HINT = 'unset default_transaction_isolation for the participant''s database role';
-  END IF;
-  PERFORM pg_advisory_lock(lock_id);
-  RETURN QUERY
-    SELECT r.idempotency_key::text, r.outcome::text, r.result::text, r.error::text, FALSE
-      FROM convection_participant_replies r
-     WHERE r.service = $1 AND r.idempotency_key = $2
-    UNION ALL
-    SELECT r.idempotency_key, r.outcome, r.result::text, r.error::text, FALSE
-      FROM convection_participant_replies r
-     WHERE r.service = $1 AND r.idempotency_key = $3 AND $3 <> $2
-    UNION ALL
-    (SELECT r.idempotency_key, r.outcome, NULL, NULL, TRUE
-       FROM convection_participant_replies r
-      WHERE r.service = $1 AND r.undoes_key = $4 AND r.outcome = 'succeeded' LIMIT 1);
-END
-$body$
-"""
-_SETTLE_DDL = """
-CREATE OR REPLACE PROCEDURE convection_participant_settle_v2(
-    text, text, text, text, json, json, text, text, timestamptz, lock_id bigint)
-LANGUAGE plpgsql AS $body$
-BEGIN
-  INSERT INTO convection_participant_replies
-         (service, idempotency_key, undoes_key, outcome, result, error, saga_id, step, created)
-  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9);
-  COMMIT;
-  IF NOT pg_advisory_unlock(lock_id) THEN
-    -- The outcome is committed; the claim ran on another server session (pooling).
-    RAISE EXCEPTION 'the key''s advisory lock was not held by this database session'
-      USING HINT = 'between a participant and PostgreSQL, PgBouncer must pool sessions, '
-                   'not transactions';
-  END IF;
-END
-$body$
-"""
-_ROUTINES_LOCK = 0x636F6E7670617274  # "convpart": serialises the routines' creation
-_CLAIM_SQL = "SELECT * FROM convection_participant_claim_v2($1, $2, $3, $4, $5)"
-_SETTLE_SQL = (
-    "CALL convection_participant_settle_v2($1, $2, $3, $4, $5::json, $6::json, $7, $8, $9, $10)"
-)
-_UNLOCK_SQL = "SELECT pg_advisory_unlock($1) AS held"
-_ROUTINES_SQL = (
-    "SELECT count(*) AS n FROM pg_proc WHERE pronamespace = current_schema()::regnamespace "
-    "AND proname IN ('convection_participant_claim_v2', 'convection_participant_settle_v2')"
-)
-_NOT_HELD = (
-    "the key's advisory lock was not held by this database session: between a participant "
-    "and PostgreSQL, PgBouncer must pool sessions, not transactions"
-)
 
 
 def _json(value: Any) -> str | None:
@@ -235,7 +168,7 @@ class Slot:
         # Set first: should the call fail midway, the lock may be held all the same.
         self.locked = True
         with db_span("SELECT", _TABLE):
-            rows = await pg_driver.fetch_alone(self._connection, _CLAIM_SQL, params)
+            rows = await pg_driver.fetch_alone(self._connection, sql.CLAIM_SQL, params)
         found: dict[str, StoredReply] = {}
         tomb = False
         for name, outcome, result, error, is_tomb in rows:
@@ -299,7 +232,7 @@ class Slot:
                 self._lock_id,
             )
             with db_span("INSERT", _TABLE):
-                await pg_driver.fetch_alone(self._connection, _SETTLE_SQL, params)
+                await pg_driver.fetch_alone(self._connection, sql.SETTLE_SQL, params)
             self.locked = False
             return
         statement = insert(REPLIES).values(
@@ -359,10 +292,10 @@ class ReplyStore:
             # Created once (a new body gets a new name): replacing a routine takes its owner,
             # and recompiles it in every session. Two processes creating it at once would fail
             # in the catalog, hence the lock.
-            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({_ROUTINES_LOCK})")
-            if (await connection.exec_driver_sql(_ROUTINES_SQL)).scalar_one() < 2:
-                await connection.exec_driver_sql(_CLAIM_DDL)
-                await connection.exec_driver_sql(_SETTLE_DDL)
+            await connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({sql.ROUTINES_LOCK})")
+            if (await connection.exec_driver_sql(sql.ROUTINES_SQL)).scalar_one() < 2:
+                await connection.exec_driver_sql(sql.CLAIM_DDL)
+                await connection.exec_driver_sql(sql.SETTLE_DDL)
 
     @asynccontextmanager
     async def claim(self, lock_key: str) -> AsyncIterator[Slot]:
@@ -383,10 +316,10 @@ class ReplyStore:
                         if slot.locked:
                             # Nothing stored (a duplicate, a retryable answer): unlock.
                             [row] = await pg_driver.fetch_alone(
-                                connection, _UNLOCK_SQL, (slot.lock_id,)
+                                connection, sql.UNLOCK_SQL, (slot.lock_id,)
                             )
                             if not row["held"]:
-                                raise RuntimeError(_NOT_HELD)
+                                raise RuntimeError(sql.NOT_HELD)
                             slot.locked = False
                     finally:
                         if slot.locked:

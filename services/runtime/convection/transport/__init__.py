@@ -1,7 +1,7 @@
 """The message transport of every Convection service: RabbitMQ, or an in-process broker.
 
 Pick one by URL with `open_transport`; both pass the same contract suite
-(tests/contract/test_transport.py).
+(tests/contract/test_transport*.py).
 """
 
 from convection.transport.amqp import AmqpTransport
