@@ -12,12 +12,15 @@ queue in `System.ready_queues` has its consumers). Then, every system in turn at
 
 Taking turns is what makes the ratios fair on a shared machine, whose speed drifts by a fifth
 over a minute (BENCHMARKS.md): each system is measured across the whole run, not in one stretch
-of it. A system waiting for its turn is idle (its timers tick, nothing else).
+of it. A system waiting for its turn is idle (its timers tick, nothing else), though the tail of
+its last round (sent outbox rows deleted, statistics flushed) can spill into the next system's
+first moments; measured, that bleed is a few percent of a core (BENCHMARKS.md).
 
 Counts per step (database transactions from pg_stat_database, statements and messages from
-the processes' stats files) cover the whole run, W + L + N sagas, and are read once the
-processes have exited: a busy PostgreSQL backend flushes its statistics at most once a
-second, an idle one up to ten seconds later, but every backend flushes them when it exits.
+the processes' stats files) cover the whole run, W + L + N sagas and the other systems' turns,
+and are read once the processes have exited: a busy PostgreSQL backend flushes its statistics
+at most once a second, an idle one up to ten seconds later, but every backend flushes them
+when it exits.
 """
 
 from __future__ import annotations
