@@ -60,6 +60,23 @@ async def _claimed(store: Store, message_id: str) -> bool:
         return bool((await conn.execute(query)).scalar_one())
 
 
+async def _waiting_for_a_lock(store: Store, task: asyncio.Task[object]) -> None:
+    """Return once a backend of this database waits for a lock (the write, on the claim)."""
+    query = (
+        "SELECT count(*) AS n FROM pg_stat_activity "
+        "WHERE datname = current_database() AND wait_event_type = 'Lock'"
+    )
+    async with store.engine.connect() as conn:
+        for _ in range(200):
+            assert not task.done(), "the write did not wait for the open claim"
+            # Each poll its own transaction: one transaction sees one pg_stat_activity snapshot.
+            [row] = await pg_driver.fetch_alone(conn, query, ())
+            if row["n"]:
+                return
+            await asyncio.sleep(0.05)
+    raise AssertionError("the write never waited for the open claim")
+
+
 async def _version(store: Store) -> int:
     async with store.engine.connect() as conn:
         found = await conn.execute(select(t.sagas.c.version).where(t.sagas.c.id == "v1"))
@@ -158,8 +175,7 @@ async def test_an_id_claimed_by_an_open_locking_transaction_fails_the_whole_writ
             write = hot.write(conn, first, second, [], [], at=T0, available_at=T0, claim="m-1")
             task = asyncio.create_task(write)
             # The write waits for the open claim; it must not pass it by.
-            await asyncio.sleep(0.3)
-            assert not task.done()
+            await _waiting_for_a_lock(store, task)
             await locking.__aexit__(None, None, None)
             with pytest.raises(ConcurrentUpdate, match="claimed meanwhile"):
                 await task
@@ -178,17 +194,20 @@ async def test_an_open_claim_that_rolls_back_lets_the_write_through(store: Store
         await hot.write(conn, None, first, [], [], at=T0, available_at=T0, claim="m-0")
     locking = store.engine.begin()
     other = await locking.__aenter__()
-    await pg_driver.fetch(
-        other, "INSERT INTO inbox (message_id, received_at) VALUES ('m-1', now())", ()
-    )
-    async with store.reading() as conn:
-        task = asyncio.create_task(
-            hot.write(conn, first, second, [], [], at=T0, available_at=T0, claim="m-1")
+    try:
+        await pg_driver.fetch(
+            other, "INSERT INTO inbox (message_id, received_at) VALUES ('m-1', now())", ()
         )
-        await asyncio.sleep(0.3)
-        assert not task.done()
-        await locking.__aexit__(RuntimeError, RuntimeError("rolled back"), None)
-        assert await task is not None
+        async with store.reading() as conn:
+            task = asyncio.create_task(
+                hot.write(conn, first, second, [], [], at=T0, available_at=T0, claim="m-1")
+            )
+            await _waiting_for_a_lock(store, task)
+            await locking.__aexit__(RuntimeError, RuntimeError("rolled back"), None)
+            assert await task is not None
+    finally:
+        if other.in_transaction():
+            await locking.__aexit__(RuntimeError, RuntimeError("rolled back"), None)
     assert await _version(store) == second.version
     assert await _claimed(store, "m-1")
 

@@ -135,9 +135,14 @@ def register(app: typer.Typer) -> None:
         )
         ui = Ui()
         if concurrency is not None and concurrency > plan.round_size:
+            fewer = (
+                f"; use --rounds {max(1, sagas // concurrency)} for {concurrency} at once"
+                if plan.rounds > 1 and concurrency <= sagas
+                else ""
+            )
             ui.note(
                 f"--concurrency {concurrency} is more than a round's {plan.round_size} sagas: "
-                f"{plan.in_flight} in flight; use --rounds 1 for {concurrency} at once"
+                f"{plan.in_flight} in flight{fewer}"
             )
         # The libraries log connection failures themselves; BenchError says it once, with a fix.
         for noisy in ("aio_pika", "aiormq"):

@@ -61,16 +61,18 @@ async def fresh_database(base_url: str, prefix: str) -> AsyncIterator[str]:
     name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin = await _admin(base_url)
     try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    except asyncpg.PostgresError as exc:
-        user = urlsplit(base_url).username or "the default user"
-        raise BenchError(
-            f"cannot create a database as {user} on {redact(base_url)}: {exc}: pass a "
-            "--db-url whose user may CREATE DATABASE"
-        ) from exc
-    finally:
-        await admin.close()
-    try:
+        # Inside the try whose finally drops it: a signal during CREATE DATABASE (the bench
+        # stopping) must not leave a database behind.
+        try:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+        except asyncpg.PostgresError as exc:
+            user = urlsplit(base_url).username or "the default user"
+            raise BenchError(
+                f"cannot create a database as {user} on {redact(base_url)}: {exc}: pass a "
+                "--db-url whose user may CREATE DATABASE"
+            ) from exc
+        finally:
+            await admin.close()
         yield with_path(libpq_url(base_url), name)
     finally:
         admin = await _admin(base_url)
@@ -104,6 +106,11 @@ async def _rabbitmqctl(*args: str) -> bool:
         proc.kill()
         await proc.wait()
         return False
+    except BaseException:
+        # Cancelled (the bench stopping): the command does not outlive it.
+        proc.kill()
+        await proc.wait()
+        raise
 
 
 async def _management(url: str, method: str, path: str, body: object = None) -> bool:
@@ -142,7 +149,13 @@ async def fresh_vhost(
     """Create a vhost on the broker of `base_url` if possible; yield its URL; delete it after."""
     await check_broker(base_url)
     vhost = f"{prefix}-{uuid.uuid4().hex[:10]}"
-    delete = await _create_vhost(base_url, vhost)
+    try:
+        delete = await _create_vhost(base_url, vhost)
+    except BaseException:
+        # Stopped halfway: the vhost may exist already; deleting a missing one is harmless.
+        await _rabbitmqctl("delete_vhost", vhost)
+        await _management(base_url, "DELETE", f"vhosts/{quote(vhost, safe='')}")
+        raise
     if delete is None:
         note(
             "could not create a vhost (no local rabbitmqctl, no management API): running in "

@@ -7,7 +7,6 @@ up), a coordinator that keeps no per-saga state in memory shows a flat line.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Mapping
 from types import TracebackType
@@ -63,5 +62,6 @@ class RssSampler:
     ) -> None:
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            # wait(), not awaiting the task: a cancel of the caller (a signal stopping the
+            # bench) must reach the caller, not be taken for the sampler's own.
+            await asyncio.wait([self._task])

@@ -13,7 +13,7 @@ import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
-T = TypeVar("T")
+_T = TypeVar("_T")
 
 
 class Stopped(Exception):
@@ -24,7 +24,7 @@ class Stopped(Exception):
         super().__init__(signal.Signals(signum).name)
 
 
-async def until_signalled(run: Coroutine[Any, Any, T]) -> T:
+async def until_signalled(run: Coroutine[Any, Any, _T]) -> _T:
     """Await `run`; SIGINT or SIGTERM cancels it (cleanup included) and raises Stopped."""
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
@@ -37,14 +37,19 @@ async def until_signalled(run: Coroutine[Any, Any, T]) -> T:
             task.cancel()
 
     handled = (signal.SIGINT, signal.SIGTERM)
-    for signum in handled:
-        loop.add_signal_handler(signum, stop, signum)
     try:
-        return await run
+        for signum in handled:
+            loop.add_signal_handler(signum, stop, signum)
+        result = await run
     except asyncio.CancelledError:
         if received:
             raise Stopped(received[0]) from None
         raise
     finally:
+        run.close()
         for signum in handled:
             loop.remove_signal_handler(signum)
+    if received:
+        # Something on the way swallowed the cancel; the signal still ends the run.
+        raise Stopped(received[0])
+    return result

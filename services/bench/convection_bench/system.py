@@ -102,7 +102,13 @@ async def run_command(argv: Sequence[str], what: str, env: Mapping[str, str] | N
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
     )
-    out, _ = await proc.communicate()
+    try:
+        out, _ = await proc.communicate()
+    except BaseException:
+        # Cancelled (the bench stopping): the command does not outlive it.
+        proc.kill()
+        await proc.wait()
+        raise
     if proc.returncode != 0:
         tail = "\n".join(out.decode(errors="replace").splitlines()[-20:])
         raise BenchError(f"{what} failed with exit code {proc.returncode}:\n{tail}")

@@ -85,8 +85,10 @@ class Metrics:
         self.optimistic = Counter(
             "convection_coordinator_optimistic",
             "Messages processed alone that tried the optimistic path (PostgreSQL), by result: "
-            "`written`, `duplicate`, `declined` (a decision one statement cannot hold, a "
-            "parked or unknown saga: the locking path ran it), or `gave_way` to the locking "
+            "`written`, `duplicate`, `declined` (the locking path ran it: a decision one "
+            "statement cannot hold, an ignored or refused event, a parked, unknown or "
+            "undefined saga, a reply its saga refuses, a start that is rejected or whose id "
+            "was taken meanwhile), or `gave_way` to the locking "
             "path (the saga moved or the id was claimed meanwhile, the database was "
             "unreachable); a high share given way means contention on the same sagas.",
             ["result"],

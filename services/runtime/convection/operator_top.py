@@ -8,16 +8,14 @@ frame (plain lines when stdout is not a terminal, or `-o json`) and exits.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import select
-import signal
 import sys
 import time
-from collections.abc import Coroutine, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
 
@@ -25,55 +23,11 @@ from convection import cli_common as common
 from convection.cli_output import Table, print_tables, rich_table, terminal
 from convection.timefmt import age, parse, rfc3339
 
-_T = TypeVar("_T")
-
 _COLUMNS = ("saga_id", "type", "status", "step", "age", "error")
 _FAILED = "failed,compensation_failed,compensated"
 
 
-class _CtrlC:
-    """Ctrl-C for the live view: it quits even when a fetch swallows the cancellation.
-
-    `asyncio.run` turns a SIGINT into a cancellation of its task, and raises
-    KeyboardInterrupt only if that task ends cancelled: a fetch that absorbs the cancel (a
-    response completing at the same moment, in a library's wait) returned normally and the
-    Ctrl-C was lost. With this handler installed, `asyncio.run` keeps it; a SIGINT during a
-    fetch cancels the fetch and is remembered, one between fetches raises at once.
-    """
-
-    def __init__(self) -> None:
-        self.hit = False
-        self._fetching: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
-
-    def handler(self, _signum: int, _frame: Any) -> None:
-        """Remember the Ctrl-C; cancel the fetch in flight, or raise when there is none."""
-        self.hit = True
-        if self._fetching is None:
-            raise KeyboardInterrupt
-        loop, task = self._fetching
-        loop.call_soon_threadsafe(task.cancel)
-
-    async def guard(self, fetch: Coroutine[Any, Any, _T]) -> _T:
-        """Await `fetch` where a Ctrl-C can cancel it."""
-        task = asyncio.current_task()
-        assert task is not None
-        self._fetching = (asyncio.get_running_loop(), task)
-        try:
-            return await fetch
-        finally:
-            self._fetching = None
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[_CtrlC]:
-        """Handle SIGINT here while the live view runs; the previous handler afterwards."""
-        previous = signal.signal(signal.SIGINT, self.handler)
-        try:
-            yield self
-        finally:
-            signal.signal(signal.SIGINT, previous)
-
-
-def _fetch(ctrl_c: _CtrlC | None = None) -> dict[str, Any]:
+def _fetch() -> dict[str, Any]:
     from convection.client import ApiError
 
     async def frame(client: Any) -> dict[str, Any]:
@@ -94,10 +48,7 @@ def _fetch(ctrl_c: _CtrlC | None = None) -> dict[str, Any]:
             "failures": failed[:10],
         }
 
-    if ctrl_c is None:
-        result: dict[str, Any] = common.call(frame)
-    else:
-        result = common.call(lambda client: ctrl_c.guard(frame(client)))
+    result: dict[str, Any] = common.call(frame)
     return result
 
 
@@ -166,21 +117,12 @@ def _live(interval: float) -> None:
     from rich.live import Live
     from rich.text import Text
 
-    ctrl_c = _CtrlC()
-
     def frame() -> Group:
-        data = _fetch(ctrl_c)
-        if ctrl_c.hit:
-            raise KeyboardInterrupt
-        return Group(*(rich_table(t) for t in _tables(data)), Text("q quits", style="dim"))
+        return Group(*(rich_table(t) for t in _tables(_fetch())), Text("q quits", style="dim"))
 
     console = Console()
     try:
-        with (
-            ctrl_c.installed(),
-            _keys() as wait,
-            Live(frame(), console=console, refresh_per_second=4) as live,
-        ):
+        with _keys() as wait, Live(frame(), console=console, refresh_per_second=4) as live:
             next_at = time.monotonic() + interval
             while True:
                 keys = wait(max(next_at - time.monotonic(), 0.0)) or ""
@@ -189,7 +131,7 @@ def _live(interval: float) -> None:
                 if time.monotonic() >= next_at:
                     live.update(frame())
                     next_at = time.monotonic() + interval
-    except (KeyboardInterrupt, asyncio.CancelledError):
+    except KeyboardInterrupt:
         return
 
 

@@ -240,9 +240,10 @@ class HotPath:
             try:
                 [result] = await pg_driver.fetch_alone(conn, sql, values)
             except asyncpg.UniqueViolationError as exc:
-                if exc.table_name != "inbox":
+                if exc.table_name != t.inbox.name:
                     raise
-                # Claimed by a locking transaction after the peek; nothing was written.
+                # Claimed by a locking transaction after this statement's snapshot (a claim
+                # before it writes nothing without an error); nothing was written.
                 raise ConcurrentUpdate(f"{claim} was claimed meanwhile") from exc
         if not result["written"]:
             if previous is None:

@@ -187,7 +187,8 @@ def write_sql(
     """Return the write statement of one shape of decision (built once per shape).
 
     `claim`: the statement also claims the message id in the inbox, and writes nothing if
-    the id is claimed already (the optimistic path, where this statement is the transaction).
+    the id is claimed already or the saga is parked (the optimistic path, where this statement
+    is the transaction); an id claimed after its snapshot fails it with a unique violation.
     """
     n = _Numbers()
     saga_id = f"{n.next()}::text"
