@@ -246,7 +246,8 @@ async def _in_a_terminal(rig: Rig, *args: str) -> tuple[int, asyncio.subprocess.
         stdin=secondary,
         stdout=secondary,
         stderr=secondary,
-        env=rig.env(TERM="xterm-256color", LINES="60"),
+        # faulthandler: a SIGABRT makes a stuck top print every thread's stack.
+        env=rig.env(TERM="xterm-256color", LINES="60", PYTHONFAULTHANDLER="1"),
         start_new_session=True,
     )
     os.close(secondary)
@@ -283,8 +284,16 @@ async def test_ctrl_c_quits_top_wherever_it_lands(rig: Rig) -> None:
             # Keep reading the terminal until top exits: a reader that stops leaves top
             # blocked writing its last frame, which looked like a Ctrl-C ignored (`$^`, the
             # pattern this used, matches the empty output at once, so it never read at all).
-            drained = asyncio.create_task(asyncio.to_thread(_read_until, primary, rb"(?!)", 20))
-            code = await asyncio.wait_for(proc.wait(), timeout=20)
+            drained = asyncio.create_task(asyncio.to_thread(_read_until, primary, rb"(?!)", 30))
+            try:
+                code = await asyncio.wait_for(proc.wait(), timeout=20)
+            except TimeoutError:
+                # Where it is stuck, for whoever reads the failure: its threads' stacks.
+                proc.send_signal(signal.SIGABRT)
+                await proc.wait()
+                stacks = (await drained)[-6000:].decode(errors="replace")
+                message = f"top ignored a Ctrl-C sent after {delay}s:\n{stacks}"
+                raise AssertionError(message) from None
             await drained
             assert code == 0, f"after {delay}s"
         finally:

@@ -8,14 +8,16 @@ frame (plain lines when stdout is not a terminal, or `-o json`) and exits.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import select
+import signal
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 
@@ -23,11 +25,64 @@ from convection import cli_common as common
 from convection.cli_output import Table, print_tables, rich_table, terminal
 from convection.timefmt import age, parse, rfc3339
 
+_T = TypeVar("_T")
+
 _COLUMNS = ("saga_id", "type", "status", "step", "age", "error")
 _FAILED = "failed,compensation_failed,compensated"
 
 
-def _fetch() -> dict[str, Any]:
+class _CtrlC:
+    """Ctrl-C for the live view: it quits even when a fetch swallows the cancellation.
+
+    `asyncio.run` turns a SIGINT into a cancellation of its task, and raises
+    KeyboardInterrupt only if that task ends cancelled: a fetch that absorbs the cancel (a
+    response completing at the same moment, in a library's wait) returned normally and the
+    Ctrl-C was lost. With this handler installed, `asyncio.run` keeps it; a SIGINT during a
+    fetch cancels the fetch and is remembered, one between fetches raises at once.
+    """
+
+    def __init__(self) -> None:
+        self.hit = False
+        self._fetching: tuple[asyncio.AbstractEventLoop, asyncio.Task[Any]] | None = None
+
+    def handler(self, _signum: int, _frame: Any) -> None:
+        """Remember the Ctrl-C; cancel the fetch in flight, or raise when there is none."""
+        first, self.hit = not self.hit, True
+        if self._fetching is None or self._fetching[0].is_closed():
+            # Only once: a second Ctrl-C must not cut the terminal's restore short.
+            if first:
+                raise KeyboardInterrupt
+            return
+        loop, task = self._fetching
+        loop.call_soon_threadsafe(task.cancel)
+
+    async def guard(self, fetch: Coroutine[Any, Any, _T]) -> _T:
+        """Await `fetch` where a Ctrl-C can cancel it."""
+        task = asyncio.current_task()
+        assert task is not None
+        self._fetching = (asyncio.get_running_loop(), task)
+        try:
+            return await fetch
+        except BaseException:
+            if self.hit:
+                # A fetch that failed after a Ctrl-C (cancelled, or the API went away) quits
+                # quietly, as the Ctrl-C asked, not with the fetch's error.
+                raise KeyboardInterrupt from None
+            raise
+        finally:
+            self._fetching = None
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_CtrlC]:
+        """Handle SIGINT here while the live view runs; the previous handler afterwards."""
+        previous = signal.signal(signal.SIGINT, self.handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def _fetch(ctrl_c: _CtrlC | None = None) -> dict[str, Any]:
     from convection.client import ApiError
 
     async def frame(client: Any) -> dict[str, Any]:
@@ -48,7 +103,10 @@ def _fetch() -> dict[str, Any]:
             "failures": failed[:10],
         }
 
-    result: dict[str, Any] = common.call(frame)
+    if ctrl_c is None:
+        result: dict[str, Any] = common.call(frame)
+    else:
+        result = common.call(lambda client: ctrl_c.guard(frame(client)))
     return result
 
 
@@ -99,7 +157,6 @@ def _keys() -> Iterator[Any]:
 
     fd = sys.stdin.fileno()
     saved = termios.tcgetattr(fd)
-    tty.setcbreak(fd)
 
     def wait(seconds: float) -> str | None:
         ready, _, _ = select.select([fd], [], [], seconds)
@@ -107,6 +164,7 @@ def _keys() -> Iterator[Any]:
         return os.read(fd, 64).decode(errors="replace") if ready else None
 
     try:
+        tty.setcbreak(fd)
         yield wait
     finally:
         termios.tcsetattr(fd, termios.TCSANOW, saved)
@@ -117,12 +175,21 @@ def _live(interval: float) -> None:
     from rich.live import Live
     from rich.text import Text
 
+    ctrl_c = _CtrlC()
+
     def frame() -> Group:
-        return Group(*(rich_table(t) for t in _tables(_fetch())), Text("q quits", style="dim"))
+        data = _fetch(ctrl_c)
+        if ctrl_c.hit:
+            raise KeyboardInterrupt
+        return Group(*(rich_table(t) for t in _tables(data)), Text("q quits", style="dim"))
 
     console = Console()
     try:
-        with _keys() as wait, Live(frame(), console=console, refresh_per_second=4) as live:
+        with (
+            ctrl_c.installed(),
+            _keys() as wait,
+            Live(frame(), console=console, refresh_per_second=4) as live,
+        ):
             next_at = time.monotonic() + interval
             while True:
                 keys = wait(max(next_at - time.monotonic(), 0.0)) or ""
@@ -131,7 +198,7 @@ def _live(interval: float) -> None:
                 if time.monotonic() >= next_at:
                     live.update(frame())
                     next_at = time.monotonic() + interval
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         return
 
 
