@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncTransaction
 
 from convection import pg_driver
 from convection.db import make_engine
@@ -154,6 +156,20 @@ async def test_the_optimistic_write_refuses_an_open_transaction(store: Store) ->
     assert not await _claimed(store, "m-x")
 
 
+@asynccontextmanager
+async def _claim_left_open(store: Store, message_id: str) -> AsyncIterator[AsyncTransaction]:
+    """Another replica's locking path: `message_id` claimed in a transaction still open."""
+    async with store.engine.connect() as conn:
+        transaction = await conn.begin()
+        try:
+            claim = "INSERT INTO inbox (message_id, received_at) VALUES ($1, now())"
+            await pg_driver.fetch(conn, claim, (message_id,))
+            yield transaction
+        finally:
+            if transaction.is_active:
+                await transaction.rollback()
+
+
 async def test_an_id_claimed_by_an_open_locking_transaction_fails_the_whole_write(
     store: Store,
 ) -> None:
@@ -165,23 +181,14 @@ async def test_an_id_claimed_by_an_open_locking_transaction_fails_the_whole_writ
         assert seen.fresh
     # Another replica's locking path claims m-1 after the peek and holds its transaction open:
     # it moves no version, so only the claim itself can stop the optimistic write.
-    locking = store.engine.begin()
-    other = await locking.__aenter__()
-    try:
-        await pg_driver.fetch(
-            other, "INSERT INTO inbox (message_id, received_at) VALUES ('m-1', now())", ()
-        )
-        async with store.reading() as conn:
-            write = hot.write(conn, first, second, [], [], at=T0, available_at=T0, claim="m-1")
-            task = asyncio.create_task(write)
-            # The write waits for the open claim; it must not pass it by.
-            await _waiting_for_a_lock(store, task)
-            await locking.__aexit__(None, None, None)
-            with pytest.raises(ConcurrentUpdate, match="claimed meanwhile"):
-                await task
-    finally:
-        if other.in_transaction():
-            await locking.__aexit__(None, None, None)
+    async with _claim_left_open(store, "m-1") as claim, store.reading() as conn:
+        write = hot.write(conn, first, second, [], [], at=T0, available_at=T0, claim="m-1")
+        task = asyncio.create_task(write)
+        # The write waits for the open claim; it must not pass it by.
+        await _waiting_for_a_lock(store, task)
+        await claim.commit()
+        with pytest.raises(ConcurrentUpdate, match="claimed meanwhile"):
+            await task
     # Nothing of the refused write landed: the saga is at the version the locking path left.
     assert await _version(store) == first.version
     assert await _claimed(store, "m-1")
@@ -192,22 +199,12 @@ async def test_an_open_claim_that_rolls_back_lets_the_write_through(store: Store
     hot = _hot(store)
     async with store.reading() as conn:
         await hot.write(conn, None, first, [], [], at=T0, available_at=T0, claim="m-0")
-    locking = store.engine.begin()
-    other = await locking.__aenter__()
-    try:
-        await pg_driver.fetch(
-            other, "INSERT INTO inbox (message_id, received_at) VALUES ('m-1', now())", ()
-        )
-        async with store.reading() as conn:
-            task = asyncio.create_task(
-                hot.write(conn, first, second, [], [], at=T0, available_at=T0, claim="m-1")
-            )
-            await _waiting_for_a_lock(store, task)
-            await locking.__aexit__(RuntimeError, RuntimeError("rolled back"), None)
-            assert await task is not None
-    finally:
-        if other.in_transaction():
-            await locking.__aexit__(RuntimeError, RuntimeError("rolled back"), None)
+    async with _claim_left_open(store, "m-1") as claim, store.reading() as conn:
+        write = hot.write(conn, first, second, [], [], at=T0, available_at=T0, claim="m-1")
+        task = asyncio.create_task(write)
+        await _waiting_for_a_lock(store, task)
+        await claim.rollback()
+        assert await task is not None
     assert await _version(store) == second.version
     assert await _claimed(store, "m-1")
 
