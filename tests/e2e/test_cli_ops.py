@@ -238,7 +238,15 @@ def _read_until(fd: int, pattern: bytes, within: float) -> bytes:
     return out
 
 
-async def _in_a_terminal(rig: Rig, *args: str) -> tuple[int, asyncio.subprocess.Process]:
+def _sigint_ignored() -> None:
+    # As a shell without job control starts a background job (CI, a script's `&`): Python
+    # then installs no SIGINT handler of its own, and only top's own one makes Ctrl-C work.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+async def _in_a_terminal(
+    rig: Rig, *args: str, sigint_ignored: bool = False
+) -> tuple[int, asyncio.subprocess.Process]:
     primary, secondary = os.openpty()
     proc = await asyncio.create_subprocess_exec(
         CONVECTION,
@@ -249,6 +257,7 @@ async def _in_a_terminal(rig: Rig, *args: str) -> tuple[int, asyncio.subprocess.
         # faulthandler: a SIGABRT makes a stuck top print every thread's stack.
         env=rig.env(TERM="xterm-256color", LINES="60", PYTHONFAULTHANDLER="1"),
         start_new_session=True,
+        preexec_fn=_sigint_ignored if sigint_ignored else None,
     )
     os.close(secondary)
     return primary, proc
@@ -274,8 +283,9 @@ async def test_q_quits_top(rig: Rig) -> None:
 async def test_ctrl_c_quits_top_wherever_it_lands(rig: Rig) -> None:
     # Refreshing every 0.1 s, most signals land while a frame is being fetched, where
     # asyncio.run's own SIGINT handler used to swallow them; a few rounds, at varied moments.
+    # Started with SIGINT ignored, as CI starts everything: what made this fail in CI alone.
     for delay in (0.35, 0.8, 1.3):
-        primary, proc = await _in_a_terminal(rig, "top", "--interval", "0.1")
+        primary, proc = await _in_a_terminal(rig, "top", "--interval", "0.1", sigint_ignored=True)
         try:
             screen = await asyncio.to_thread(_read_until, primary, rb"q quits", 45)
             assert b"q quits" in screen, screen[-2000:]

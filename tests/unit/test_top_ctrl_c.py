@@ -29,7 +29,12 @@ async def _absorbing() -> str:
 
 def test_asyncio_run_alone_loses_a_ctrl_c_the_fetch_absorbs() -> None:
     # The cause, shown: nothing is raised, the program goes on as if no key was pressed.
-    assert asyncio.run(_absorbing()) == "absorbed"
+    # Python's own handler, whatever this process inherited (a background job ignores SIGINT).
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert asyncio.run(_absorbing()) == "absorbed"
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_a_ctrl_c_absorbed_by_the_fetch_is_still_remembered() -> None:
