@@ -34,11 +34,13 @@ _FAILED = "failed,compensation_failed,compensated"
 class _CtrlC:
     """Ctrl-C for the live view: it quits even when a fetch swallows the cancellation.
 
-    `asyncio.run` turns a SIGINT into a cancellation of its task, and raises
-    KeyboardInterrupt only if that task ends cancelled: a fetch that absorbs the cancel (a
-    response completing at the same moment, in a library's wait) returned normally and the
-    Ctrl-C was lost. With this handler installed, `asyncio.run` keeps it; a SIGINT during a
-    fetch cancels the fetch and is remembered, one between fetches raises at once.
+    Installed whatever top inherited: a process started with SIGINT ignored (a background job
+    of a shell without job control, as CI starts everything) gets no handler from Python, and
+    Ctrl-C did nothing at all. And `asyncio.run` turns a SIGINT into a cancellation of its
+    task, and raises KeyboardInterrupt only if that task ends cancelled: a fetch that absorbs
+    the cancel (a response completing at the same moment, in a library's wait) returned
+    normally and the Ctrl-C was lost. With this handler installed, `asyncio.run` keeps it; a
+    SIGINT during a fetch cancels the fetch and is remembered, one between fetches raises.
     """
 
     def __init__(self) -> None:
